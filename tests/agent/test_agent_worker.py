@@ -1,0 +1,186 @@
+"""Agent workers end to end: a real `manage.py agent_worker` process against a live server.
+
+The agent runs with DATABASE_URL pointing at a database that does not exist and without any
+storage credentials; an audit hook in the agent process fails it if it ever opens a database
+connection or a file of the server's storage.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from volumes.models import Job, Volume, VolumeCommit
+from volumes.permissions import set_share
+from volumes.services.jobs import job_run, job_submit
+
+from ..engine.helpers import ROOT
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+COUNTER = """# volume: training-data state
+import os
+
+def main(pause: float = 0):
+    import time
+    path = os.path.join("state", "count.txt")
+    count = int(open(path).read()) + 1 if os.path.exists(path) else 1
+    time.sleep(pause)
+    with open(path, "w") as fh:
+        fh.write(str(count))
+    return count
+"""
+
+GUARD = textwrap.dedent("""
+    import os, sys
+    _forbidden = os.environ["AGENT_FORBIDDEN_ROOT"]
+
+    def _hook(event, args):
+        if event == "sqlite3.connect":
+            raise RuntimeError("the agent tried to open a database: %r" % (args,))
+        if event == "open" and isinstance(args[0], (str, bytes)):
+            path = os.fsdecode(args[0])
+            if os.path.abspath(path).startswith(_forbidden):
+                raise RuntimeError("the agent tried to open the server's storage: %s" % path)
+
+    sys.addaudithook(_hook)
+""")
+
+
+@pytest.fixture(autouse=True)
+def no_celery(monkeypatch):
+    from volumes import tasks
+
+    monkeypatch.setattr(tasks.run_job, "delay", lambda *a, **k: None)
+
+
+@pytest.fixture
+def agent(live_server, cast, tmp_path, storage_root):
+    """agent() runs `agent_worker --once` as a separate process and returns it when it exits."""
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=cast["admin"]).key
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(GUARD)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "AZURE", "GOOGLE", "STORAGE_EMULATOR", "DATABASE_", "VOLUMES_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="volumes_site.test_settings",
+        DATABASE_URL="sqlite:////nonexistent/agent.db",
+        VOLUMES_DATA_DIR=str(tmp_path / "agent-var"),
+        PYTHONPATH=f"{guard}{os.pathsep}{ROOT}",
+        AGENT_FORBIDDEN_ROOT=str(storage_root),
+    )
+
+    def start(*extra: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "manage.py", "agent_worker", "--server", live_server.url, "--token", token,
+             "--workspace", "acme", "--cache-dir", str(tmp_path / "agent-cache"), "--name", "agent-1", "--once",
+             *extra],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def run(*extra: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        proc = start(*extra)
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, err[-3000:]
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    run.start = start
+    return run
+
+
+def submit(workspace, user, **args) -> Job:
+    return job_submit(workspace, user, "python", COUNTER, args, enqueue=False)
+
+
+def test_a_counter_persists_across_two_jobs_run_by_an_agent(agent, workspace, cast):
+    first = submit(workspace, cast["owner"])
+    out = agent().stdout
+    assert f"job {first.pk}: success" in out
+    second = submit(workspace, cast["owner"])
+    agent()
+    first.refresh_from_db(), second.refresh_from_db()
+    assert (first.status, first.result, second.status, second.result) == ("success", 1, "success", 2), second.log
+    assert second.worker == "agent agent-1" and "started on agent agent-1" in second.log
+    mount = second.mounts.get()
+    assert (mount.mode, mount.base_generation, mount.committed_generation) == ("rw", 1, 2)
+    assert mount.files_skipped == 1 and mount.files_pulled == 0 and mount.files_pushed == 1  # the cache was kept
+    assert second.script_started_at and second.finished_at
+    volume = Volume.objects.get(name="training-data")
+    assert volume.generation == 2 and volume.lease_expires_at is None  # released
+    commit = VolumeCommit.objects.get(volume=volume, generation=2)
+    assert (commit.job_id, commit.user.username) == (second.pk, "owner")
+
+
+def test_a_read_only_share_runs_on_an_agent_but_nothing_is_synced_back(agent, workspace, cast, volume, settings,
+                                                                       cache_root):
+    settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": cache_root}
+    assert job_run(submit(workspace, cast["owner"]).pk).result == 1  # an in-process worker writes 1
+    set_share(volume, cast["reader"], "read")
+    as_reader = submit(workspace, cast["reader"])
+    agent()
+    as_reader.refresh_from_db()
+    assert (as_reader.status, as_reader.result) == ("success", 2), as_reader.log
+    assert as_reader.mounts.get().mode == "ro"
+    volume.refresh_from_db()
+    assert volume.generation == 1  # the reader's 2 was not kept
+    assert job_run(submit(workspace, cast["owner"]).pk).result == 2
+
+
+def test_an_agent_without_database_or_storage_access_reports_a_failing_job(agent, workspace, cast):
+    failing = job_submit(workspace, cast["owner"], "python",
+                         "# volume: training-data state\ndef main():\n    open('state/x', 'w').write('x')\n"
+                         "    raise ValueError('boom')\n", enqueue=False)
+    result = agent("-v", "2")
+    assert "leasing volume training-data" in result.stderr  # -v 2 echoes the job log
+    failing.refresh_from_db()
+    assert failing.status == "failure" and "boom" in failing.error
+    assert "not committed" in failing.log
+    assert Volume.objects.get(name="training-data").generation == 0
+    assert agent().stdout.strip() == "no queued job"
+
+
+def test_an_agent_waits_for_a_volume_an_in_process_worker_holds(agent, workspace, cast, settings, cache_root):
+    settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": cache_root}
+    slow = submit(workspace, cast["owner"], pause=3)
+
+    def run_slow():
+        try:
+            job_run(slow.pk)  # what a Celery worker does
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run_slow)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not Volume.objects.filter(name="training-data", lease_expires_at__isnull=False).exists():
+        assert time.monotonic() < deadline, "the in-process job never took the lease"
+        time.sleep(0.05)
+    queued = submit(workspace, cast["owner"])
+    proc = agent.start()
+    out, err = proc.communicate(timeout=60)
+    worker.join()
+    assert proc.returncode == 0, err[-3000:]
+    slow.refresh_from_db(), queued.refresh_from_db()
+    assert (slow.result, queued.result) == (1, 2), queued.log
+    assert f"held by {slow.worker} job {slow.pk}" in queued.log
+    assert queued.script_started_at >= slow.script_finished_at  # never both at once
+
+
+def test_a_bad_token_is_refused_clearly(live_server, workspace):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "agent_worker", "--server", live_server.url, "--token", "nope",
+         "--workspace", "acme", "--once"],
+        cwd=ROOT, env={**os.environ, "DATABASE_URL": "sqlite:////nonexistent/agent.db"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "refused the token" in result.stderr and "Invalid token" in result.stderr

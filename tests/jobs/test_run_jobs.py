@@ -1,0 +1,180 @@
+"""Jobs end to end in this process (the same path as a Celery worker) and through run_script."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from volumes.models import Job, Volume
+from volumes.permissions import set_share
+from volumes.services.jobs import job_run, job_submit
+
+from ..engine.helpers import ROOT, worker_env
+
+COUNTER = """# volume: {name} state
+import os
+
+def main():
+    path = os.path.join("state", "count.txt")
+    count = int(open(path).read()) + 1 if os.path.exists(path) else 1
+    with open(path, "w") as fh:
+        fh.write(str(count))
+    return count
+"""
+
+
+@pytest.fixture
+def run(workspace, cache_root, settings):
+    settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": cache_root}
+
+    def run(content, user, args=None, language="python"):
+        job = job_submit(workspace, user, language, content, args, enqueue=False)
+        return job_run(job.pk)
+
+    return run
+
+
+def test_a_counter_in_a_volume_counts_across_jobs(run, cast):
+    script = COUNTER.format(name="counter")
+    first, second = run(script, cast["owner"]), run(script, cast["owner"])
+    assert (first.status, first.result, second.result) == ("success", 1, 2), first.log + second.log
+    mount = second.mounts.get()
+    assert (mount.mode, mount.base_generation, mount.committed_generation) == ("rw", 1, 2)
+    assert mount.files_pushed == 1 and mount.lease_token > first.mounts.get().lease_token
+
+
+def test_dynamic_names_give_independent_volumes_and_workspace_resolves(run, cast):
+    script = COUNTER.format(name="$workspace-$args[env]")
+    results = [run(script, cast["owner"], {"env": env}).result for env in ["dev", "prod", "dev"]]
+    assert results == [1, 1, 2]
+    assert set(Volume.objects.values_list("name", flat=True)) == {"acme-dev", "acme-prod"}
+
+
+def test_symlinks_survive_and_deleted_files_stay_deleted(run, cast):
+    write = """# volume: links data
+import os
+def main():
+    open("data/a.txt", "w").write("a")
+    open("data/b.txt", "w").write("b")
+    os.symlink("a.txt", "data/link")
+    os.symlink("/etc/hostname", "data/outside")
+"""
+    change = """# volume: links data
+import os
+def main():
+    os.remove("data/b.txt")
+"""
+    check = """# volume: links data
+import os
+def main():
+    return {"files": sorted(os.listdir("data")), "link": os.readlink("data/link"),
+            "outside": os.readlink("data/outside"), "via": open("data/link").read()}
+"""
+    assert run(write, cast["owner"]).status == "success"
+    assert run(change, cast["owner"]).status == "success"
+    result = run(check, cast["owner"]).result
+    assert result == {"files": ["a.txt", "link", "outside"], "link": "a.txt", "outside": "/etc/hostname", "via": "a"}
+
+
+def test_a_read_only_share_reads_but_nothing_is_synced_back(run, cast, volume):
+    run(COUNTER.format(name=volume.name), cast["owner"])
+    set_share(volume, cast["reader"], "read")
+    as_reader = run(COUNTER.format(name=volume.name), cast["reader"])
+    assert as_reader.status == "success" and as_reader.result == 2  # it could read 1
+    assert as_reader.mounts.get().mode == "ro"
+    assert run(COUNTER.format(name=volume.name), cast["owner"]).result == 2  # the reader's 2 was not kept
+    volume.refresh_from_db()
+    assert volume.generation == 2
+
+
+def test_no_permission_fails_before_anything_is_leased_or_pulled(run, cast, volume):
+    set_share(volume, cast["reader"], "read")
+    job = run(COUNTER.format(name=volume.name), cast["member"])
+    assert job.status == "failure" and "no access to volume 'training-data'" in job.error
+    assert "line 1" in job.error
+    volume.refresh_from_db()
+    assert volume.lease_token == 0
+
+
+def test_a_failed_job_commits_nothing(run, cast):
+    script = """# volume: keep data
+def main():
+    open("data/partial.txt", "w").write("half")
+    raise RuntimeError("boom")
+"""
+    job = run(script, cast["owner"])
+    assert job.status == "failure" and "boom" in job.error
+    assert Volume.objects.get(name="keep").generation == 0
+
+
+def test_a_bad_annotation_fails_naming_the_line(run, cast):
+    job = run("# volume: ok data\n# volume: x data2\ndef main(): pass\n", cast["owner"])
+    assert job.status == "failure" and "line 2" in job.error
+    assert not Volume.objects.exists()
+
+
+def test_without_volume_storage_the_job_says_where_to_select_it(run, cast, workspace):
+    workspace.volume_storage = None
+    workspace.save()
+    job = run(COUNTER.format(name="c1"), cast["owner"])
+    assert job.status == "failure" and "Settings > Storage" in job.error
+
+
+def test_an_absolute_mount_without_sandbox_is_refused(run, cast):
+    job = run("# volume: abs /tmp/abs\ndef main(): pass\n", cast["owner"])
+    assert job.status == "failure" and "sandbox" in job.error
+
+
+def test_a_sandboxed_job_mounts_under_tmp_and_data(run, cast):
+    script = """# sandbox
+# volume: sb-one /tmp/one
+# volume: sb-two /data/two
+import os
+def main():
+    open("/tmp/one/x.txt", "w").write("one")
+    open("/data/two/y.txt", "w").write("two")
+    return os.getuid()
+"""
+    job = run(script, cast["owner"])
+    assert job.status == "success", job.log
+    assert job.result == 65534
+    check = """# volume: sb-two two
+def main():
+    return open("two/y.txt").read()
+"""
+    assert run(check, cast["owner"]).result == "two"
+
+
+def test_a_sandboxed_read_only_user_cannot_write(run, cast, volume):
+    run(COUNTER.format(name=volume.name), cast["owner"])
+    set_share(volume, cast["reader"], "read")
+    script = """# sandbox
+# volume: training-data state
+def main():
+    try:
+        open("state/count.txt", "w").write("99")
+        return "wrote"
+    except OSError as exc:
+        return type(exc).__name__
+"""
+    job = run(script, cast["reader"])
+    assert job.status == "success" and job.result in ("OSError", "PermissionError"), job.log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_script_prints_the_result_last_and_exits_by_outcome(workspace, cast, tmp_path):
+    script = tmp_path / "count.py"
+    script.write_text(COUNTER.format(name="cli-counter"))
+    env = worker_env(VOLUMES_CACHE_DIR=tmp_path / "cache")
+    cmd = [sys.executable, "manage.py", "run_script", str(script), "--workspace", "acme", "--user", "owner"]
+    first = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    second = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.strip().splitlines()[-1]) == 1
+    assert json.loads(second.stdout.strip().splitlines()[-1]) == 2
+    assert "leasing volume cli-counter" in first.stderr
+    bad = tmp_path / "bad.py"
+    bad.write_text("# volume: aa data\ndef main():\n    raise ValueError('nope')\n")
+    failed = subprocess.run(cmd[:3] + [str(bad)] + cmd[4:], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert failed.returncode == 1 and "nope" in failed.stderr
+    assert Job.objects.filter(status="success").count() == 2

@@ -1,0 +1,385 @@
+"""One behavioural contract, run unchanged against real servers for all four kinds of storage.
+
+filesystem: a temp folder; s3: moto_server; azure: azurite; gcs: gcp-storage-emulator.
+"""
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.servers import (
+    AZURITE_KEY,
+    KINDS,
+    S3_KEYS,
+    S3_REGION,
+    backend_config,
+    free_port,
+    make_store,
+    new_bucket_name,
+)
+from volumes.exceptions import BlobMissing, InvalidPath, StorageUnavailable
+
+BINARY = bytes(range(256)) * 7 + b"\x00\r\n\x1a\xff"
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def store(storage_backend):
+    kind, config = storage_backend
+    return make_store(kind, {**config, "prefix": "tenant"} if kind != "filesystem" else config)
+
+
+def test_put_and_get_bytes(store):
+    store.put_bytes("a/b/binary", BINARY)
+    store.put_bytes("a/empty", b"")
+    assert store.get_bytes("a/b/binary") == BINARY
+    assert store.get_bytes("a/empty") == b""
+    assert store.size("a/b/binary") == len(BINARY)
+    assert store.size("a/empty") == 0
+    assert store.exists("a/b/binary") and store.exists("a/empty")
+    assert not store.exists("a/b") and not store.exists("a/b/binar") and not store.exists("nothing")
+
+
+def test_put_overwrites(store):
+    store.put_bytes("k", b"first version, longer")
+    store.put_bytes("k", b"second")
+    assert store.get_bytes("k") == b"second"
+
+
+def test_files_up_and_down_including_a_12_mb_one(store, tmp_path):
+    big = os.urandom(12 * MiB + 12345)  # S3 multipart, Azure block upload, GCS resumable upload
+    sources = {"big": big, "empty": b"", "binary": BINARY}
+    for name, data in sources.items():
+        (tmp_path / name).write_bytes(data)
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda name: store.put_file(f"files/{name}", tmp_path / name), sources))
+    for name, data in sources.items():
+        target = tmp_path / f"down-{name}"
+        target.write_bytes(b"old content that is longer than some of the new files" * 100)
+        store.get_file(f"files/{name}", target)
+        assert target.read_bytes() == data, name
+        assert store.size(f"files/{name}") == len(data)
+    assert store.get_bytes("files/big") == big
+
+
+def test_a_missing_key_raises_blob_missing_naming_key_and_storage(store, tmp_path):
+    calls = {
+        "get_bytes": lambda: store.get_bytes("no/such/key"),
+        "get_file": lambda: store.get_file("no/such/key", tmp_path / "x"),
+        "size": lambda: store.size("no/such/key"),
+        "open_read": lambda: store.open_read("no/such/key"),  # raises before the first chunk
+        "open_read range": lambda: store.open_read("no/such/key", 5, 10),
+    }
+    for name, call in calls.items():
+        with pytest.raises(BlobMissing) as info:
+            call()
+        assert "no/such/key" in str(info.value) and store.label in str(info.value), name
+    assert not store.exists("no/such/key")
+
+
+def test_delete_is_idempotent(store):
+    store.put_bytes("d/x", b"1")
+    store.delete("d/x")
+    assert not store.exists("d/x")
+    store.delete("d/x")
+    store.delete("never/there")
+    assert list(store.list("d/")) == []
+
+
+def test_list_is_complete_past_1000_keys_and_sibling_prefixes_do_not_leak(store):
+    a = [f"volumes/w/a/blobs/{i:05d}" for i in range(1100)]
+    ab = ["volumes/w/ab/blobs/1", "volumes/w/ab/manifests/2.json", "volumes/w/abc"]
+    other = ["volumes/w/b", "volumes/x/a/1"]  # (a key cannot also be a folder on a filesystem)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: store.put_bytes(key, key.encode()), a + ab + other))
+    assert sorted(store.list("volumes/w/a/")) == sorted(a)
+    assert sorted(store.list("volumes/w/ab/")) == sorted(ab[:2])
+    assert sorted(store.list("volumes/w/ab")) == sorted(ab)
+    assert sorted(store.list("")) == sorted(a + ab + other)
+    assert store.delete_prefix("volumes/w/a/") == 1100
+    assert list(store.list("volumes/w/a/")) == []
+    assert sorted(store.list("")) == sorted(ab + other)
+    assert store.get_bytes("volumes/w/b") == b"volumes/w/b"
+    assert store.delete_prefix("volumes/nothing/") == 0
+
+
+def test_open_read_streams_whole_objects_and_ranges(store):
+    data = os.urandom(3 * MiB + 777)
+    store.put_bytes("r", data)
+    store.put_bytes("empty", b"")
+    size = len(data)
+
+    def read(*args):
+        chunks = list(store.open_read("r", *args))
+        assert all(isinstance(chunk, bytes) for chunk in chunks)
+        return b"".join(chunks)
+
+    assert read() == data
+    assert len(list(store.open_read("r"))) > 1  # streamed, not one blob of memory
+    assert read(0, 10) == data[:10]
+    assert read(5, 2 * MiB + 3) == data[5:2 * MiB + 3]
+    assert read(size - 3) == data[-3:]
+    assert read(size - 3, size + 100) == data[-3:]  # clamped to the size
+    assert read(100, 100) == b""
+    assert read(size) == b""
+    assert read(size + 10) == b""
+    assert b"".join(store.open_read("empty")) == b""
+    with pytest.raises(ValueError):
+        store.open_read("r", 10, 5)
+
+
+def test_unusual_key_characters_round_trip(store):
+    keys = ["volumes/w/ünï cödé/ファイル.txt", "volumes/w/50%off/a+b=c&d", "volumes/w/sp ace/'quote'\"", "-rf"]
+    for key in keys:
+        store.put_bytes(key, key.encode())
+    for key in keys:
+        assert store.get_bytes(key) == key.encode()
+    assert sorted(store.list("volumes/w/")) == sorted(keys[:3])
+
+
+def test_bad_keys_are_refused(store):
+    for key in ["", "/abs", "../up", "a/../b", "a//b", "./a", "a/", "a\\b", "a\x00b"]:
+        with pytest.raises(InvalidPath):
+            store.put_bytes(key, b"x")
+        with pytest.raises(InvalidPath):
+            store.get_bytes(key)
+
+
+def test_check_passes_on_a_working_storage_and_leaves_nothing_behind(store):
+    store.check()
+    assert list(store.list("")) == []
+
+
+def test_stores_with_different_prefixes_in_one_bucket_are_isolated(storage_backend):
+    kind, config = storage_backend
+    if kind == "filesystem":
+        config = {**config, "root": config["root"]}
+    p = make_store(kind, {**config, "prefix": "p"})
+    pp = make_store(kind, {**config, "prefix": "pp"})
+    whole = make_store(kind, {k: v for k, v in config.items() if k != "prefix"})
+    p.put_bytes("k", b"p")
+    pp.put_bytes("k", b"pp")
+    assert p.get_bytes("k") == b"p" and pp.get_bytes("k") == b"pp"
+    assert list(p.list("")) == ["k"] and list(pp.list("")) == ["k"]
+    assert sorted(whole.list("")) == ["p/k", "pp/k"]
+    assert p.delete_prefix("") == 1
+    assert list(pp.list("")) == ["k"]
+
+
+def test_stores_are_cached_per_configuration(storage_backend):
+    from volumes.storage.factory import store_for_storage
+
+    kind, config = storage_backend
+
+    class Row:
+        def __init__(self, name, config):
+            self.kind, self.config, self.name = kind, config, name
+
+    first = store_for_storage(Row("primary", config))
+    assert store_for_storage(Row("primary", dict(config))) is first
+    assert "primary" in first.label
+    assert store_for_storage(Row("primary", {**config, "prefix": "other"})) is not first
+
+
+# --- a storage that is down, or refuses the credentials --------------------------------------
+
+
+def _down_config(kind, tmp_path):
+    """A config whose server is not there (nothing listens on the port)."""
+    port = free_port()
+    if kind == "filesystem":
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_bytes(b"a file where the root folder should be")
+        return {"root": str(blocker)}
+    if kind == "s3":
+        return {"bucket": "b-down", "endpoint_url": f"http://127.0.0.1:{port}", "region": S3_REGION, **S3_KEYS}
+    if kind == "azure":
+        return {"container": "c-down", "connection_string": (
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")}
+    return {"bucket": "b-down", "endpoint": f"http://127.0.0.1:{port}", "project": "test"}
+
+
+def _assert_unavailable_fast(store, call, limit=10.0):
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as info:
+        result = call()
+        if hasattr(result, "__next__"):
+            list(result)
+    elapsed = time.monotonic() - started
+    assert elapsed < limit, f"took {elapsed:.1f} s"
+    assert store.label in str(info.value)
+    assert info.value.status == 503
+    return str(info.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_storage_that_is_down_fails_fast_with_storage_unavailable(kind, tmp_path):
+    store = make_store(kind, _down_config(kind, tmp_path))
+    (tmp_path / "local").write_bytes(b"x")
+    calls = [store.check, lambda: store.put_bytes("k", b"x"), lambda: store.get_bytes("k"),
+             lambda: store.exists("k"), lambda: store.list(""), lambda: store.put_file("k", tmp_path / "local"),
+             lambda: store.get_file("k", tmp_path / "down"), lambda: store.open_read("k", 1, 2),
+             lambda: store.delete_prefix("")]
+    with ThreadPoolExecutor(len(calls)) as pool:  # each call is timed on its own; together they save time
+        messages = list(pool.map(lambda call: _assert_unavailable_fast(store, call), calls))
+    assert all("Check that it is running" in message for message in messages)
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
+def test_a_missing_bucket_is_storage_unavailable_not_a_missing_blob(kind, request, tmp_path):
+    config = backend_config(kind, request, tmp_path, create=False)
+    store = make_store(kind, config)
+    calls = [store.check, lambda: store.put_bytes("k", b"x"), lambda: store.get_bytes("k"),
+             lambda: store.size("k"), lambda: store.get_file("k", tmp_path / "x"), lambda: store.list(""),
+             lambda: store.open_read("k")]
+    for call in calls:
+        assert f"{config.get('bucket') or config['container']!r} does not exist" in _assert_unavailable_fast(store, call)
+
+
+def test_azure_with_a_wrong_account_key_is_storage_unavailable(request, tmp_path):
+    config = backend_config("azure", request, tmp_path)
+    wrong = config["connection_string"].replace(AZURITE_KEY, "d3Jvbmcta2V5" * 7 + "AAAA")
+    store = make_store("azure", {**config, "connection_string": wrong})
+    message = _assert_unavailable_fast(store, store.check)
+    assert "access was refused" in message
+    assert "d3Jvbmcta2V5" not in message
+    _assert_unavailable_fast(store, lambda: store.get_bytes("k"))
+
+
+def test_s3_with_an_unknown_access_key_is_storage_unavailable(moto_server_with_auth):
+    """moto checks access keys only with authentication switched on (its IAM knows no keys here)."""
+    store = make_store("s3", {"bucket": new_bucket_name(), "endpoint_url": moto_server_with_auth,
+                              "region": S3_REGION, "access_key": "AKIAWRONGWRONGWRONG0", "secret_key": "nope"})
+    message = _assert_unavailable_fast(store, store.check)
+    assert "access was refused" in message and "nope" not in message
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_big_files_go_up_in_parallel_parts(kind, request, tmp_path):
+    """12 MiB: an S3 multipart upload (2 parts of 8 MiB), an Azure block upload (3 blocks of 4 MiB)."""
+    config = backend_config(kind, request, tmp_path)
+    store = make_store(kind, config)
+    (tmp_path / "big").write_bytes(os.urandom(12 * MiB))
+    store.put_file("big", tmp_path / "big")
+    if kind == "s3":
+        assert store.client.head_object(Bucket=config["bucket"], Key="big")["ETag"].strip('"').endswith("-2")
+    else:
+        committed, _ = store.client.get_blob_client("big").get_block_list("committed")
+        assert len(committed) == 3
+
+
+def test_azure_with_account_name_key_and_endpoint(request, tmp_path):
+    config = backend_config("azure", request, tmp_path)
+    server = request.getfixturevalue("azurite")
+    store = make_store("azure", {"container": config["container"], "account_name": server.account_name,
+                                 "account_key": server.account_key, "endpoint": server.endpoint})
+    store.put_bytes("k", b"v")
+    assert store.get_bytes("k") == b"v" and list(store.list("")) == ["k"]
+    store.check()
+
+
+# --- configuration: storage URLs, labels, validation (no servers) ---------------------------
+
+from volumes.storage.factory import KINDS as FACTORY_KINDS  # noqa: E402
+from volumes.storage.factory import build_store, parse_storage_url, storage_url_label  # noqa: E402
+
+AZ_CS = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + AZURITE_KEY
+         + ";BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;")
+
+
+def test_kinds():
+    assert FACTORY_KINDS == KINDS == ("filesystem", "s3", "azure", "gcs")
+
+
+@pytest.mark.parametrize("url,kind,config", [
+    ("file:///srv/volumes", "filesystem", {"root": "/srv/volumes"}),
+    ("file:///srv/volumes/", "filesystem", {"root": "/srv/volumes"}),
+    ("file://localhost/srv/my%20volumes", "filesystem", {"root": "/srv/my volumes"}),
+    ("s3://bucket", "s3", {"bucket": "bucket"}),
+    ("s3://bucket/some/prefix/?endpoint_url=http://127.0.0.1:9000&region=eu-west-1&access_key=AK&secret_key=a%2Bb+c",
+     "s3", {"bucket": "bucket", "prefix": "some/prefix", "endpoint_url": "http://127.0.0.1:9000",
+            "region": "eu-west-1", "access_key": "AK", "secret_key": "a+b+c"}),
+    ("az://container/p?connection_string=" + AZ_CS, "azure",
+     {"container": "container", "prefix": "p", "connection_string": AZ_CS}),
+    ("az://container?account_name=acct&account_key=a%2Fb%3D%3D&endpoint=http://127.0.0.1:1/acct", "azure",
+     {"container": "container", "account_name": "acct", "account_key": "a/b==", "endpoint": "http://127.0.0.1:1/acct"}),
+    ("gs://bucket/pre?endpoint=http://127.0.0.1:9023&project=p1", "gcs",
+     {"bucket": "bucket", "prefix": "pre", "endpoint": "http://127.0.0.1:9023", "project": "p1"}),
+])
+def test_parse_storage_url(url, kind, config):
+    assert parse_storage_url(url) == (kind, config)
+
+
+@pytest.mark.parametrize("url,why", [
+    ("/srv/volumes", "not a storage URL"),
+    ("file://relative/path", "absolute"),
+    ("file:relative", "not a storage URL"),
+    ("file:///srv?x=1", "no query"),
+    ("ftp://host/x", "unknown storage URL scheme"),
+    ("s3://", "names no bucket"),
+    ("s3:///prefix", "names no bucket"),
+    ("gs://?endpoint=x", "names no bucket"),
+    ("az:///p?connection_string=x", "names no container"),
+    ("az://container/p", "needs a connection_string"),
+    ("s3://user:pw@bucket/p", "query parameters"),
+    ("s3://bucket?access_key=a", "both the access key and the secret key"),
+    ("s3://bucket?acess_key=a", "unknown parameter 'acess_key'"),
+    ("s3://bucket?region=a&region=b", "twice"),
+    ("s3://Bucket_Upper", "not a valid bucket name"),
+    ("s3://bucket/a/../b", "plain relative path"),
+    ("gs://bucket#frag", "fragment"),
+])
+def test_parse_storage_url_refuses_with_a_clear_message(url, why):
+    with pytest.raises(ValueError) as info:
+        parse_storage_url(url)
+    assert why in str(info.value)
+
+
+@pytest.mark.parametrize("kind,config,why", [
+    ("ftp", {}, "unknown storage kind 'ftp'"),
+    ("filesystem", {}, "needs 'root'"),
+    ("filesystem", {"root": "relative"}, "absolute"),
+    ("s3", {"bucket": ""}, "needs 'bucket'"),
+    ("s3", {"bucket": "b1b", "endpoint": "x"}, "unknown setting(s) 'endpoint'"),
+    ("azure", {"container": "c1c"}, "connection_string, or account_name and account_key"),
+    ("azure", {"container": "c1c", "account_name": "a"}, "connection_string, or account_name and account_key"),
+    ("gcs", {"bucket": "b1b", "credentials_json": "{not json"}, "not valid JSON"),
+    ("gcs", {"prefix": "p"}, "needs 'bucket'"),
+])
+def test_build_store_refuses_bad_configurations(kind, config, why):
+    with pytest.raises(ValueError) as info:
+        build_store(kind, config)
+    assert why in str(info.value)
+
+
+def test_labels_never_show_secrets():
+    secrets_ = ["SECRET-S3", "SECRET-AZ", AZURITE_KEY, "PRIVATE-KEY-JSON", "pw"]
+    labels = [
+        storage_url_label("s3", {"bucket": "b", "prefix": "p", "endpoint_url": "http://u:pw@h:9000/x?sig=1",
+                                 "access_key": "AK", "secret_key": "SECRET-S3"}),
+        storage_url_label("azure", {"container": "c", "connection_string": AZ_CS}),
+        storage_url_label("azure", {"container": "c", "account_name": "acct", "account_key": "SECRET-AZ"}),
+        storage_url_label("gcs", {"bucket": "b", "credentials_json": '{"private_key": "PRIVATE-KEY-JSON"}'}),
+        storage_url_label("filesystem", {"root": "/srv/v"}),
+    ]
+    assert labels == [
+        "s3://b/p at http://h:9000/x",
+        "az://c at http://127.0.0.1:10000/devstoreaccount1",
+        "az://c (account acct)",
+        "gs://b",
+        "file:///srv/v",
+    ]
+    for label in labels:
+        assert not any(secret in label for secret in secrets_), label
+
+
+def test_local_file_errors_are_the_callers_not_the_storages(store, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        store.put_file("k", tmp_path / "no-such-local-file")
+    store.put_bytes("k", b"v")
+    with pytest.raises(FileNotFoundError):
+        store.get_file("k", tmp_path / "no-such-folder" / "target")

@@ -1,0 +1,21 @@
+"""One DRF exception handler: every VolumesError becomes JSON with its code, message and status."""
+from __future__ import annotations
+
+from django.core.exceptions import SuspiciousOperation
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ..exceptions import VolumesError
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, VolumesError):
+        body = {"error": exc.code, "detail": exc.message}
+        body.update({k: v for k, v in exc.details.items() if isinstance(v, (str, int, float, bool))})
+        return Response(body, status=exc.status)
+    if isinstance(exc, SuspiciousOperation):
+        return Response({"error": "invalid_path", "detail": str(exc)}, status=400)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"error": getattr(exc, "default_code", "error"), "detail": str(response.data["detail"])}
+    return response

@@ -1,0 +1,158 @@
+"""Exclusive, expiring, fenced leases on volumes, kept on the Volume row.
+
+Every state change is a conditional UPDATE judged by the database clock, so it is
+correct with any number of workers on PostgreSQL and on SQLite alike. A holder
+proves itself with its fencing token; a newer acquire always has a larger token.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+from django.db import transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q, Value
+from django.db.models.functions import Now
+
+from .. import conf
+from ..exceptions import LeaseLost, LeaseTimeout, NotFound
+from ..models import Volume
+from . import history
+
+
+@dataclass(frozen=True)
+class Lease:
+    volume_id: int
+    workspace_id: str
+    volume_name: str
+    token: int
+    holder: str
+    generation: int
+    manifest_key: str
+    ttl: float
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a volume right now, for log lines and 409 answers."""
+
+    holder: str
+    job_id: int | None
+    since: datetime | None
+    expires_at: datetime | None
+
+    def describe(self) -> str:
+        job = f" (job {self.job_id})" if self.job_id else ""
+        since = f" since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
+        return f"{self.holder}{job}{since}"
+
+
+def _expiry(ttl: float) -> ExpressionWrapper:
+    return ExpressionWrapper(Now() + Value(timedelta(seconds=ttl)), output_field=DateTimeField())
+
+
+def _free() -> Q:
+    return Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now())
+
+
+def current_holder(volume_id: int) -> Holder | None:
+    row = (
+        Volume.objects.filter(pk=volume_id, lease_expires_at__gt=Now())
+        .values("lease_holder", "lease_job_id", "lease_acquired_at", "lease_expires_at")
+        .first()
+    )
+    if row is None:
+        return None
+    return Holder(row["lease_holder"], row["lease_job_id"], row["lease_acquired_at"], row["lease_expires_at"])
+
+
+def try_acquire(volume_id: int, holder: str, job_id: int | None = None, ttl: float | None = None) -> Lease | None:
+    """Take the lease if it is free or expired; None if someone holds it."""
+    ttl = ttl or conf.get("LEASE_TTL")
+    with transaction.atomic():
+        taken = (
+            Volume.objects.filter(_free(), pk=volume_id)
+            .update(
+                lease_token=F("lease_token") + 1,
+                lease_holder=holder[:200],
+                lease_job_id=job_id,
+                lease_acquired_at=Now(),
+                lease_expires_at=_expiry(ttl),
+            )
+        )
+        if taken != 1:
+            if not Volume.objects.filter(pk=volume_id).exists():
+                raise NotFound("the volume was deleted; nothing to lease")
+            return None
+        row = Volume.objects.values("workspace_id", "name", "lease_token", "generation", "manifest_key").get(
+            pk=volume_id
+        )
+    lease = Lease(
+        volume_id, row["workspace_id"], row["name"], row["lease_token"], holder, row["generation"],
+        row["manifest_key"], ttl,
+    )
+    history.record("acquire", lease, "ok")
+    return lease
+
+
+def acquire(
+    volume_id: int,
+    holder: str,
+    job_id: int | None = None,
+    ttl: float | None = None,
+    wait: float | None = None,
+    on_wait: Callable[[Holder | None], None] | None = None,
+) -> Lease:
+    """Take the lease, waiting up to `wait` seconds (VOLUMES_LEASE_WAIT_MAX by default)."""
+    wait = conf.get("LEASE_WAIT_MAX") if wait is None else wait
+    deadline = time.monotonic() + wait
+    delay, last_report = 0.02, None
+    while True:
+        lease = try_acquire(volume_id, holder, job_id, ttl)
+        if lease is not None:
+            return lease
+        held_by = current_holder(volume_id)
+        now = time.monotonic()
+        if now >= deadline:
+            name = Volume.objects.filter(pk=volume_id).values_list("name", flat=True).first()
+            who = held_by.describe() if held_by else "another job"
+            raise LeaseTimeout(
+                f"volume {name!r} is still held by {who} after waiting {wait:.0f}s; "
+                "retry when that job has finished, or raise VOLUMES_LEASE_WAIT_MAX",
+                holder=who,
+            )
+        if on_wait and (last_report is None or now - last_report >= 30):
+            on_wait(held_by)
+            last_report = now
+        time.sleep(min(delay, max(deadline - now, 0)))
+        delay = min(delay * 2, 0.5)
+
+
+def renew(lease: Lease) -> None:
+    """Extend the lease by its TTL; LeaseLost if it expired or another holder took it."""
+    renewed = Volume.objects.filter(pk=lease.volume_id, lease_token=lease.token, lease_expires_at__gt=Now()).update(
+        lease_expires_at=_expiry(lease.ttl)
+    )
+    if renewed != 1:
+        history.record("renew", lease, "fail")
+        raise LeaseLost(
+            f"the lease on volume {lease.volume_name!r} was lost (expired or taken over); "
+            "nothing more will be committed by this holder"
+        )
+    history.record("renew", lease, "ok")
+
+
+def release(lease: Lease) -> bool:
+    """Give the lease back; False if it was no longer ours (nothing is changed then)."""
+    released = Volume.objects.filter(pk=lease.volume_id, lease_token=lease.token).update(
+        lease_expires_at=None, lease_holder="", lease_job=None, lease_acquired_at=None
+    )
+    history.record("release", lease, "ok" if released else "fail")
+    return released == 1
+
+
+def check_held(lease: Lease) -> None:
+    """Raise LeaseLost unless `lease` is still the live lease of its volume."""
+    if not Volume.objects.filter(pk=lease.volume_id, lease_token=lease.token, lease_expires_at__gt=Now()).exists():
+        raise LeaseLost(f"the lease on volume {lease.volume_name!r} was lost; nothing was committed")

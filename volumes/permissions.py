@@ -1,0 +1,176 @@
+"""Who may do what with a volume. The only module that speaks django-guardian.
+
+Rules (DESIGN.md): workspace admins always have full access; the owner has full access;
+shares to users or groups give `read` (read-only) or `write` (read-write), and a read plus a
+write share give write; a volume with no shares is open (read-write) to every member.
+Delete: owner, writers, admins. Share: owner and admins. Non-members see nothing (404).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from django.contrib.auth.models import Group
+from django.contrib.contenttypes.models import ContentType
+from guardian.core import ObjectPermissionChecker
+from guardian.models import GroupObjectPermission, UserObjectPermission
+from guardian.shortcuts import assign_perm, remove_perm
+
+from .exceptions import NotFound, PermissionDenied
+from .models import Membership, Volume, Workspace
+
+READ, WRITE = "read", "write"
+PERMS = {READ: "read_volume", WRITE: "write_volume"}
+
+
+@dataclass(frozen=True)
+class Access:
+    """A caller's rights on one volume."""
+
+    level: str | None  # WRITE, READ or None
+    is_admin: bool = False
+    is_owner: bool = False
+
+    @property
+    def can_see(self) -> bool:
+        return self.level is not None
+
+    @property
+    def can_write(self) -> bool:
+        return self.level == WRITE
+
+    @property
+    def can_delete(self) -> bool:
+        return self.level == WRITE
+
+    @property
+    def can_share(self) -> bool:
+        return self.is_admin or self.is_owner
+
+
+def role(user, workspace: Workspace | str) -> str | None:
+    """'admin', 'member' or None for a non-member (or an anonymous user)."""
+    if user is None or not user.is_authenticated:
+        return None
+    ws_id = workspace.pk if isinstance(workspace, Workspace) else workspace
+    return Membership.objects.filter(workspace_id=ws_id, user=user).values_list("role", flat=True).first()
+
+
+def workspace_for(user, workspace_id: str) -> tuple[Workspace, str]:
+    """The workspace and the caller's role; NotFound for non-members so names never leak."""
+    workspace = Workspace.objects.filter(pk=workspace_id).first()
+    user_role = role(user, workspace_id) if workspace else None
+    if user_role is None:
+        raise NotFound(f"workspace {workspace_id!r} not found")
+    return workspace, user_role
+
+
+def require_admin(user, workspace: Workspace) -> None:
+    if role(user, workspace) != Membership.Role.ADMIN:
+        raise PermissionDenied("only admins of this workspace can do this; ask one of them")
+
+
+def _has_shares(volume_ids: Iterable[int]) -> set[int]:
+    ct = ContentType.objects.get_for_model(Volume)
+    keys = [str(i) for i in volume_ids]
+    shared = set(
+        UserObjectPermission.objects.filter(content_type=ct, object_pk__in=keys).values_list("object_pk", flat=True)
+    )
+    shared |= set(
+        GroupObjectPermission.objects.filter(content_type=ct, object_pk__in=keys).values_list("object_pk", flat=True)
+    )
+    return {int(k) for k in shared}
+
+
+def _level(user, volume: Volume, user_role: str | None, shared: bool, checker: ObjectPermissionChecker) -> Access:
+    if user_role is None:
+        return Access(None)
+    is_admin = user_role == Membership.Role.ADMIN
+    is_owner = volume.owner_id is not None and volume.owner_id == user.pk
+    if is_admin or is_owner or not shared:
+        return Access(WRITE, is_admin, is_owner)
+    perms = set(checker.get_perms(volume))
+    if PERMS[WRITE] in perms:
+        return Access(WRITE)
+    if PERMS[READ] in perms:
+        return Access(READ)
+    return Access(None)
+
+
+def access(user, volume: Volume) -> Access:
+    user_role = role(user, volume.workspace_id)
+    if user_role is None:
+        return Access(None)
+    return _level(user, volume, user_role, bool(_has_shares([volume.pk])), ObjectPermissionChecker(user))
+
+
+def access_many(user, volumes: list[Volume]) -> dict[int, Access]:
+    """Access for a list of volumes of one workspace, with permissions prefetched."""
+    if not volumes:
+        return {}
+    user_role = role(user, volumes[0].workspace_id)
+    if user_role is None:
+        return {v.pk: Access(None) for v in volumes}
+    shared = _has_shares(v.pk for v in volumes)
+    checker = ObjectPermissionChecker(user)
+    checker.prefetch_perms(volumes)
+    return {v.pk: _level(user, v, user_role, v.pk in shared, checker) for v in volumes}
+
+
+def volume_for(user, workspace_id: str, name: str) -> tuple[Volume, Access]:
+    """The named volume and the caller's access; NotFound for non-members and missing volumes,
+    PermissionDenied for members without a share on a shared volume."""
+    workspace, _ = workspace_for(user, workspace_id)
+    volume = Volume.objects.filter(workspace=workspace, name__iexact=name).select_related("owner").first()
+    if volume is None:
+        raise NotFound(f"volume {name!r} not found in workspace {workspace_id!r}")
+    rights = access(user, volume)
+    if not rights.can_see:
+        raise PermissionDenied(
+            f"you have no share on volume {name!r}; ask its owner or a workspace admin to share it with you"
+        )
+    return volume, rights
+
+
+# Shares ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Share:
+    kind: str  # "user" or "group"
+    name: str
+    id: int
+    access: str
+
+
+def shares_of(volume: Volume) -> list[Share]:
+    ct = ContentType.objects.get_for_model(Volume)
+    best: dict[tuple[str, int], Share] = {}
+    rows = [
+        ("user", p.user_id, p.user.username, p.permission.codename)
+        for p in UserObjectPermission.objects.filter(content_type=ct, object_pk=str(volume.pk)).select_related(
+            "user", "permission"
+        )
+    ] + [
+        ("group", p.group_id, p.group.name, p.permission.codename)
+        for p in GroupObjectPermission.objects.filter(content_type=ct, object_pk=str(volume.pk)).select_related(
+            "group", "permission"
+        )
+    ]
+    for kind, pk, name, codename in rows:
+        level = WRITE if codename == PERMS[WRITE] else READ
+        current = best.get((kind, pk))
+        if current is None or level == WRITE:
+            best[(kind, pk)] = Share(kind, name, pk, level)
+    return sorted(best.values(), key=lambda s: (s.kind, s.name.lower()))
+
+
+def set_share(volume: Volume, target, level: str | None) -> None:
+    """Give a user or group `read` or `write` on the volume, or remove their share (level None)."""
+    for perm in PERMS.values():
+        remove_perm(f"volumes.{perm}", target, volume)
+    if level is not None:
+        assign_perm(f"volumes.{PERMS[level]}", target, volume)
+
+
+def groups_in_workspace(workspace: Workspace):
+    return Group.objects.filter(user__memberships__workspace=workspace).distinct().order_by("name")

@@ -1,0 +1,185 @@
+"""One job from leases to release: acquire -> pull -> mount -> run -> push -> release.
+
+Used unchanged by Celery workers, `manage.py run_script` and agent workers; they differ
+only in the Remote (database or HTTP) and the reporter (database or HTTP).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import conf
+from ..engine import sync
+from ..engine.cache import WorkerCache
+from ..engine.leases import Holder, Lease
+from ..engine.manifest import Manifest
+from ..engine.remote import Remote
+from ..exceptions import LeaseLost, VolumesError
+from .mounts import Mount
+from .process import run_script
+
+
+class Reporter(Protocol):
+    def log(self, line: str) -> None: ...
+    def flush(self) -> None: ...
+    def status(self, status: str) -> None: ...
+    def heartbeat(self) -> bool: ...
+    def mount_figures(self, volume_name: str, **figures: Any) -> None: ...
+    def script_started(self) -> None: ...
+    def script_finished(self) -> None: ...
+
+
+@dataclass
+class JobSpec:
+    id: int
+    workspace_id: str
+    language: str
+    content: str
+    args: dict
+    sandbox: bool
+    mounts: list  # MountPlan-like: .name, .mount_path, .read_only
+
+
+@dataclass
+class Outcome:
+    status: str  # "success" | "failure" | "cancelled"
+    result: Any = None
+    error: str = ""
+
+
+@dataclass
+class _Held:
+    plan: Any
+    lease: Lease
+    base: Manifest | None = None
+    cached: Any = None
+
+
+@dataclass
+class _Renewer:
+    """Renews every lease and sends heartbeats; sets `stop` when a lease is lost or the job is cancelled.
+
+    It also stops the job by its own monotonic clock when renewals have not succeeded for longer
+    than the TTL minus one renew interval, so a starved worker stops before the lease can expire."""
+
+    remote: Remote
+    reporter: Reporter
+    leases: list[Lease]
+    stop: threading.Event = field(default_factory=threading.Event)
+    reason: str = ""
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> threading.Thread:
+        thread = threading.Thread(target=self._loop, name="lease-renewer", daemon=True)
+        thread.start()
+        return thread
+
+    def _halt(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self.reason = reason
+            self.stop.set()
+
+    def _loop(self) -> None:
+        from django.db import connection
+
+        interval, ttl = conf.get("LEASE_RENEW_INTERVAL"), conf.get("LEASE_TTL")
+        last_ok = time.monotonic()
+        try:
+            while not self._done.wait(interval):
+                try:
+                    for lease in self.leases:
+                        self.remote.renew(lease)
+                    last_ok = time.monotonic()
+                    if self.reporter.heartbeat():
+                        self._halt("cancelled")
+                    self.reporter.flush()
+                except LeaseLost as exc:
+                    self._halt(f"lease lost: {exc}")
+                except Exception as exc:  # a storage/database/network hiccup: retry until our own deadline
+                    if time.monotonic() - last_ok > ttl - interval:
+                        self._halt(f"lease lost: could not renew for {ttl - interval:.0f}s ({exc})")
+        finally:
+            connection.close()
+
+    def close(self, thread: threading.Thread) -> None:
+        self._done.set()
+        thread.join()
+
+
+def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporter, holder: str) -> Outcome:
+    held: list[_Held] = []
+    log = reporter.log
+    try:
+        with ExitStack() as stack:
+            for plan in sorted(spec.mounts, key=lambda p: p.name.lower()):  # fixed order: no deadlocks
+                reporter.status("waiting")
+                log(f"leasing volume {plan.name}")
+
+                def on_wait(who: Holder | None, name=plan.name) -> None:
+                    log(f"waiting for volume {name}: held by {who.describe() if who else 'another job'}")
+
+                lease = remote.acquire(spec.workspace_id, plan.name, holder, job_id=spec.id, on_wait=on_wait)
+                held.append(_Held(plan, lease))
+                reporter.mount_figures(plan.name, lease_token=lease.token, base_generation=lease.generation)
+            reporter.status("running")
+            renewer = _Renewer(remote, reporter, [h.lease for h in held])
+            thread = renewer.start()
+            stack.callback(renewer.close, thread)
+            for h in held:
+                h.cached = stack.enter_context(cache.volume(spec.workspace_id, h.plan.name).in_use())
+                started = time.monotonic()
+                h.base, stats = sync.pull(remote, h.lease, h.cached, log=log)
+                reporter.mount_figures(
+                    h.plan.name, files_pulled=stats.files_pulled, bytes_pulled=stats.bytes_pulled,
+                    files_skipped=stats.files_skipped,
+                )
+                log(
+                    f"volume {h.plan.name} at generation {h.lease.generation}: {stats.files_pulled} files pulled "
+                    f"({stats.bytes_pulled:,} bytes), {stats.files_skipped} unchanged, "
+                    f"in {time.monotonic() - started:.2f}s ({'read-only' if h.plan.read_only else 'read-write'})"
+                )
+            workdir = Path(tempfile.mkdtemp(prefix=f"job-{spec.id}-"))
+            stack.callback(shutil.rmtree, workdir, True)
+            mounts = [Mount(h.cached.tree, h.plan.mount_path, h.plan.read_only) for h in held]
+            reporter.script_started()
+            run = run_script(
+                spec.language, spec.content, spec.args, mounts, sandbox=spec.sandbox, workdir=workdir, log=log,
+                stop=renewer.stop, stop_reason=lambda: renewer.reason or "stopped",
+                timeout=conf.get("JOB_TIMEOUT"), network=conf.get("SANDBOX_NETWORK"),
+            )
+            reporter.script_finished()
+            if renewer.stop.is_set():
+                outcome = Outcome("cancelled" if renewer.reason == "cancelled" else "failure", error=renewer.reason)
+                log(f"job stopped ({renewer.reason}); nothing was committed")
+            elif run.error:
+                outcome = Outcome("failure", error=run.error)
+                log(f"job failed: {run.error}; its volume changes were not committed")
+            else:
+                outcome = Outcome("success", result=run.result)
+            for h in held:
+                if outcome.status == "success" and not h.plan.read_only:
+                    stats = sync.push(remote, h.lease, h.cached, h.base, job_id=spec.id, log=log,
+                                      max_volume_size=getattr(h.plan, "max_size", None))
+                    reporter.mount_figures(
+                        h.plan.name, files_pushed=stats.files_pushed, bytes_pushed=stats.bytes_pushed,
+                        files_deleted=stats.files_deleted, committed_generation=stats.committed_generation,
+                    )
+                elif not renewer.stop.is_set() or renewer.reason == "cancelled":
+                    # Leave the cache clean for the next job: put back exactly what was pulled.
+                    sync.pull(remote, h.lease, h.cached)
+            return outcome
+    except VolumesError as exc:
+        log(f"error: {exc}")
+        return Outcome("failure", error=str(exc))
+    finally:
+        for h in held:
+            remote.release(h.lease)
+        if held:
+            log(f"released {len(held)} volume lease(s)")
+        cache.evict()
