@@ -163,58 +163,56 @@ def test_a_new_user_manages_volumes_files_shares_and_deletes(browse, workspace, 
     assert me.htmx_requests and me.upload_requests
 
 
-def test_a_script_runs_from_the_jobs_page_and_its_volume_commits(browse, workspace, people, settings, cache_root):
+def test_a_script_runs_from_the_jobs_page_and_its_volume_commits(browse, workspace, people, settings, cache_root,
+                                                                 monkeypatch):
     from volumes_site.celery import app as celery_app
     from volumes.services.jobs import worker_name
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": cache_root}
-    eager, celery_app.conf.task_always_eager = celery_app.conf.task_always_eager, True
-    try:
-        me = browse()
-        page = me.page
-        me.login("admin", "pw-admin-123")
-        page.get_by_role("link", name="Jobs").click()
-        expect(page.get_by_text("No runs yet")).to_be_visible()
-        me.shot("11-jobs-empty")
-        page.get_by_role("link", name="Run a script").first.click()
-        script = page.locator("#id_content")
-        expect(script).to_have_value(re.compile(r"# volume: demo-data data"))
-        page.select_option("#id_language", "bash")
-        expect(script).to_have_value(re.compile(r"echo \"hello \$1\""))
-        page.select_option("#id_language", "python")
-        page.fill("#id_args", '{"name": "browser"}')
-        me.shot("12-run-a-script")
-        page.get_by_role("button", name="Run").click()
-        page.wait_for_url(re.compile(r"/jobs/\d+/$"))
-        expect(page.locator("#job-live .status-line")).to_contain_text("Success", timeout=30_000)
-        expect(page.locator("[data-result]")).to_contain_text('"hello.txt"')
-        expect(page.locator("#job-live")).to_contain_text("demo-data")
-        expect(page.locator("#job-log")).to_contain_text("volume demo-data")
-        me.shot("13-job-run")
-        job = Job.objects.get()
-        assert job.status == "success" and job.worker == worker_name()  # ran in this process, via Celery
-        assert job.worker.endswith(f":{os.getpid()}")
-        volume = Volume.objects.get(name="demo-data")
-        assert volume.generation == 1 and [e.path for e in files.list_folder(volume)] == ["hello.txt"]
+    # The live server runs the task in its own thread (eager); real worker processes are in tests/jobs.
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    me = browse()
+    page = me.page
+    me.login("admin", "pw-admin-123")
+    page.get_by_role("link", name="Jobs").click()
+    expect(page.get_by_text("No runs yet")).to_be_visible()
+    me.shot("11-jobs-empty")
+    page.get_by_role("link", name="Run a script").first.click()
+    script = page.locator("#id_content")
+    expect(script).to_have_value(re.compile(r"# volume: demo-data data"))
+    page.select_option("#id_language", "bash")
+    expect(script).to_have_value(re.compile(r"echo \"hello \$1\""))
+    page.select_option("#id_language", "python")
+    page.fill("#id_args", '{"name": "browser"}')
+    me.shot("12-run-a-script")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_url(re.compile(r"/jobs/\d+/$"))
+    expect(page.locator("#job-live .status-line")).to_contain_text("Success", timeout=30_000)
+    expect(page.locator("[data-result]")).to_contain_text('"hello.txt"')
+    expect(page.locator("#job-live")).to_contain_text("demo-data")
+    expect(page.locator("#job-log")).to_contain_text("volume demo-data")
+    me.shot("13-job-run")
+    job = Job.objects.get()
+    assert job.status == "success" and job.worker == worker_name()  # ran in this process, via Celery
+    assert job.worker.endswith(f":{os.getpid()}")
+    volume = Volume.objects.get(name="demo-data")
+    assert volume.generation == 1 and [e.path for e in files.list_folder(volume)] == ["hello.txt"]
 
-        page.get_by_role("link", name="demo-data").first.click()
-        expect(page.locator("#file-browser")).to_contain_text(f"job {job.pk}")  # last writer of hello.txt
-        page.get_by_role("link", name="Jobs").click()
-        expect(page.locator("#job-rows")).to_contain_text(f"Job {job.pk}")
-        me.shot("14-jobs-list")
+    page.get_by_role("link", name="demo-data").first.click()
+    expect(page.locator("#file-browser")).to_contain_text(f"job {job.pk}")  # last writer of hello.txt
+    page.get_by_role("link", name="Jobs").click()
+    expect(page.locator("#job-rows")).to_contain_text(f"Job {job.pk}")
+    me.shot("14-jobs-list")
 
-        page.get_by_role("link", name="Storage").click()
-        expect(page.get_by_role("heading", name="Storage", exact=True)).to_be_visible()
-        page.get_by_role("button", name="Test connection").first.click()
-        expect(page.locator(".test-result").first).to_contain_text("Connected")
-        dialog = open_dialog(page, page.get_by_role("link", name="Add storage"))
-        dialog.get_by_label("Kind").select_option("s3")
-        expect(dialog.get_by_label("Bucket")).to_be_visible()
-        expect(dialog.get_by_label("Folder", exact=True)).to_be_hidden()
-        me.shot("15-storage-add-dialog")
-        page.keyboard.press("Escape")
-        me.shot("16-storage-settings")
-        me.check_clean()
-    finally:
-        celery_app.conf.task_always_eager = eager
+    page.get_by_role("link", name="Storage").click()
+    expect(page.get_by_role("heading", name="Storage", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Test connection").first.click()
+    expect(page.locator(".test-result").first).to_contain_text("Connected")
+    dialog = open_dialog(page, page.get_by_role("link", name="Add storage"))
+    dialog.get_by_label("Kind").select_option("s3")
+    expect(dialog.get_by_label("Bucket")).to_be_visible()
+    expect(dialog.get_by_label("Folder", exact=True)).to_be_hidden()
+    me.shot("15-storage-add-dialog")
+    page.keyboard.press("Escape")
+    me.shot("16-storage-settings")
+    me.check_clean()

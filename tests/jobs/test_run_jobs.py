@@ -44,9 +44,10 @@ def test_a_counter_in_a_volume_counts_across_jobs(run, cast):
 
 
 def test_dynamic_names_give_independent_volumes_and_workspace_resolves(run, cast):
-    script = COUNTER.format(name="$workspace-$args[env]")
-    results = [run(script, cast["owner"], {"env": env}).result for env in ["dev", "prod", "dev"]]
-    assert results == [1, 1, 2]
+    script = COUNTER.format(name="$workspace-$args[env]").replace("def main():", "def main(env):")
+    jobs = [run(script, cast["owner"], {"env": env}) for env in ["dev", "prod", "dev"]]
+    results = [job.result for job in jobs]
+    assert results == [1, 1, 2], [job.log for job in jobs]
     assert set(Volume.objects.values_list("name", flat=True)) == {"acme-dev", "acme-prod"}
 
 

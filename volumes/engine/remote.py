@@ -25,6 +25,9 @@ from .manifest import Manifest
 
 
 class Remote(ABC):
+    def prepare(self, lease: Lease) -> None:
+        """Called in the syncing thread before blobs move on worker threads."""
+
     @abstractmethod
     def acquire(
         self, workspace_id: str, volume_name: str, holder: str, job_id: int | None = None,
@@ -65,6 +68,11 @@ class DirectRemote(Remote):
     def __init__(self, user_id: int | None = None) -> None:
         self.user_id = user_id
         self._stores: dict[int, tuple[ObjectStore, str]] = {}
+
+    def prepare(self, lease: Lease) -> None:
+        # Resolve the storage here: transfer threads must not query the database (their own
+        # connections would not see this thread's transaction, and would be left open).
+        self._store(lease)
 
     def _store(self, lease: Lease) -> tuple[ObjectStore, str]:
         if lease.volume_id not in self._stores:

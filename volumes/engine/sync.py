@@ -145,6 +145,7 @@ def pull(
     """Make the cache tree exactly the generation the lease names. Returns that manifest."""
     stats = SyncStats()
     cached.prepare()
+    remote.prepare(lease)
     target = cached.synced_manifest(lease.manifest_key) if lease.manifest_key else Manifest()
     if target is None:
         target = remote.read_manifest(lease)
@@ -228,6 +229,7 @@ def push(
 ) -> SyncStats:
     """Commit the cache tree as the next generation after `base`, if anything changed."""
     stats = SyncStats()
+    remote.prepare(lease)
     current, hashes, stats.files_hashed = scan(
         cached.tree, cached.load_hashes(), warn=stats.warnings.append, max_file_size=conf.max_file_size()
     )

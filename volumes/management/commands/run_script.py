@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("file")
         parser.add_argument("--workspace", required=True)
         parser.add_argument("--user", required=True)
-        parser.add_argument("--args", default="{}", help="JSON object of arguments for main()")
+        parser.add_argument("--args", dest="job_args", default="{}", help="JSON object of arguments for main()")
 
     def handle(self, *args, **opts):
         path = Path(opts["file"])
@@ -28,7 +28,7 @@ class Command(BaseCommand):
         except (OSError, UnicodeDecodeError) as exc:
             raise CommandError(f"cannot read {path}: {exc}") from exc
         try:
-            job_args = json.loads(opts["args"])
+            job_args = json.loads(opts["job_args"])
         except ValueError as exc:
             raise CommandError(f"--args is not valid JSON: {exc}") from exc
         workspace = Workspace.objects.filter(pk=opts["workspace"]).first()
