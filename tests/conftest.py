@@ -55,3 +55,20 @@ def cache_root(tmp_path):
     root = tmp_path / "cache"
     root.mkdir()
     return root
+
+
+def pytest_sessionstart(session):
+    from tests.reliability import report
+
+    if not hasattr(session.config, "workerinput"):  # the xdist controller or a plain run
+        report.reset()
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.reliability import report
+
+    lines = report.render()
+    if lines:
+        terminalreporter.section("reliability report card")
+        for line in lines:
+            terminalreporter.write_line(line)
