@@ -145,7 +145,9 @@ def renew(lease: Lease) -> None:
 
 def release(lease: Lease) -> bool:
     """Give the lease back; False if it was no longer ours (nothing is changed then)."""
-    released = Volume.objects.filter(pk=lease.volume_id, lease_token=lease.token).update(
+    released = Volume.objects.filter(
+        pk=lease.volume_id, lease_token=lease.token, lease_expires_at__isnull=False
+    ).update(
         lease_expires_at=None, lease_holder="", lease_job=None, lease_acquired_at=None
     )
     history.record("release", lease, "ok" if released else "fail")

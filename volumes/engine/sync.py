@@ -19,6 +19,7 @@ from typing import Callable
 
 from .. import conf
 from ..exceptions import IntegrityError, LimitExceeded
+from . import history
 from .cache import CachedVolume
 from .commits import ChangeCounts
 from .faults import crash_point
@@ -220,6 +221,7 @@ def pull(
     cached.save_hashes(hashes)
     if lease.manifest_key:
         cached.save_synced(lease.manifest_key, target)
+    history.record("pull", lease, "ok", generation=lease.generation, files=stats.files_pulled)
     return target, stats
 
 
@@ -238,6 +240,7 @@ def push(
         log(f"warning: {warning}")
     counts = ChangeCounts.between(base, current)
     if not (counts.files_added or counts.files_changed or counts.files_deleted):
+        history.record("push", lease, "unchanged", parent=lease.generation)
         return stats
     if max_volume_size is not None and current.size_bytes > max_volume_size:
         raise LimitExceeded(
@@ -273,6 +276,7 @@ def push(
         lease, lease.generation, current, counts, job_id=job_id, message=message
     )
     cached.save_synced(key, current)
+    history.record("push", lease, "ok", parent=lease.generation, generation=stats.committed_generation)
     crash_point("push.after_commit")
     log(
         f"committed generation {stats.committed_generation} of {lease.volume_name}: "

@@ -65,20 +65,31 @@ class _Held:
 class _Renewer:
     """Renews every lease and sends heartbeats; sets `stop` when a lease is lost or the job is cancelled.
 
-    It also stops the job by its own monotonic clock when renewals have not succeeded for longer
-    than the TTL minus one renew interval, so a starved worker stops before the lease can expire."""
+    A watchdog also stops the job by this worker's own monotonic clock once renewals have not
+    succeeded for the TTL minus one renew interval, so a starved worker (database unreachable,
+    a renew that hangs) stops its script before any lease can expire under it."""
 
     remote: Remote
     reporter: Reporter
-    leases: list[Lease]
+    leases: list[Lease] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     reason: str = ""
     _done: threading.Event = field(default_factory=threading.Event)
+    # Every held lease is live by the database clock until at least _renewed_at + TTL.
+    _renewed_at: float = 0.0
+    _renew_error: Exception | None = None
 
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self._loop, name="lease-renewer", daemon=True)
-        thread.start()
-        return thread
+    def start(self) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self._loop, name="lease-renewer", daemon=True),
+                   threading.Thread(target=self._watch, name="lease-watchdog", daemon=True)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def add(self, lease: Lease) -> None:
+        if not self.leases:
+            self._renewed_at = time.monotonic()
+        self.leases.append(lease)
 
     def _halt(self, reason: str) -> None:
         if not self.stop.is_set():
@@ -88,28 +99,35 @@ class _Renewer:
     def _loop(self) -> None:
         from django.db import connection
 
-        interval, ttl = conf.get("LEASE_RENEW_INTERVAL"), conf.get("LEASE_TTL")
-        last_ok = time.monotonic()
         try:
-            while not self._done.wait(interval):
+            while not self._done.wait(conf.get("LEASE_RENEW_INTERVAL")):
+                started = time.monotonic()  # the database extends each lease at or after this moment
                 try:
-                    for lease in self.leases:
+                    for lease in list(self.leases):
                         self.remote.renew(lease)
-                    last_ok = time.monotonic()
+                    self._renewed_at = started
                     if self.reporter.heartbeat():
                         self._halt("cancelled")
                     self.reporter.flush()
                 except LeaseLost as exc:
                     self._halt(f"lease lost: {exc}")
-                except Exception as exc:  # a storage/database/network hiccup: retry until our own deadline
-                    if time.monotonic() - last_ok > ttl - interval:
-                        self._halt(f"lease lost: could not renew for {ttl - interval:.0f}s ({exc})")
+                except Exception as exc:  # a storage/database/network hiccup: retry until the watchdog's deadline
+                    self._renew_error = exc
         finally:
             connection.close()
 
-    def close(self, thread: threading.Thread) -> None:
+    def _watch(self) -> None:
+        limit = conf.get("LEASE_TTL") - conf.get("LEASE_RENEW_INTERVAL")
+        while not self._done.wait(0.1):
+            if self.leases and time.monotonic() - self._renewed_at > limit:
+                error = f" ({self._renew_error})" if self._renew_error else ""
+                self._halt(f"lease lost: could not renew for {limit:g}s{error}")
+                return
+
+    def close(self, threads: list[threading.Thread]) -> None:
         self._done.set()
-        thread.join()
+        for thread in threads:
+            thread.join(timeout=conf.get("LEASE_RENEW_INTERVAL") + 5)  # a hung renew must not hang the job
 
 
 def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporter, holder: str) -> Outcome:
@@ -117,6 +135,11 @@ def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporte
     log = reporter.log
     try:
         with ExitStack() as stack:
+            # Renewing starts with the first lease: held leases (and the heartbeat) stay alive
+            # while the job waits for its next volume.
+            renewer = _Renewer(remote, reporter)
+            threads = renewer.start()
+            stack.callback(renewer.close, threads)
             for plan in sorted(spec.mounts, key=lambda p: p.name.lower()):  # fixed order: no deadlocks
                 reporter.status("waiting")
                 log(f"leasing volume {plan.name}")
@@ -126,11 +149,9 @@ def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporte
 
                 lease = remote.acquire(spec.workspace_id, plan.name, holder, job_id=spec.id, on_wait=on_wait)
                 held.append(_Held(plan, lease))
+                renewer.add(lease)
                 reporter.mount_figures(plan.name, lease_token=lease.token, base_generation=lease.generation)
             reporter.status("running")
-            renewer = _Renewer(remote, reporter, [h.lease for h in held])
-            thread = renewer.start()
-            stack.callback(renewer.close, thread)
             for h in held:
                 h.cached = stack.enter_context(cache.volume(spec.workspace_id, h.plan.name).in_use())
                 started = time.monotonic()

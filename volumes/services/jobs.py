@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -113,21 +114,24 @@ class JobReporter:
         self.echo = echo
         self._buffer: list[str] = []
         self._last_flush = time.monotonic()
+        self._lock = threading.Lock()  # the lease renewer thread flushes while the job logs
 
     def log(self, line: str) -> None:
         stamped = f"[{timezone.now():%H:%M:%S}] {line}"
         if self.echo:
             self.echo(stamped)
-        self._buffer.append(stamped + "\n")
+        with self._lock:
+            self._buffer.append(stamped + "\n")
         if time.monotonic() - self._last_flush >= self.FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        if not self._buffer:
-            return
-        text, self._buffer = "".join(self._buffer), []
-        Job.objects.filter(pk=self.job_id).update(log=Concat(F("log"), Value(text)))
-        self._last_flush = time.monotonic()
+        with self._lock:
+            if not self._buffer:
+                return
+            text, self._buffer = "".join(self._buffer), []
+            Job.objects.filter(pk=self.job_id).update(log=Concat(F("log"), Value(text)))
+            self._last_flush = time.monotonic()
 
     def status(self, status: str) -> None:
         Job.objects.filter(pk=self.job_id).exclude(status__in=Job.FINISHED).update(status=status)

@@ -22,7 +22,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from volumes.engine import sync
+from volumes.engine import leases, sync
 from volumes.engine.cache import WorkerCache
 from volumes.engine.remote import DirectRemote
 from volumes.models import Volume, Workspace
@@ -142,7 +142,8 @@ class Command(BaseCommand):
 
     def checkout(self, volume: Volume, cache_dir: Path):
         remote = DirectRemote()
-        lease = remote.acquire(volume.workspace_id, volume.name, "bench")
+        # A long TTL instead of a renewer thread: a cold push of a big dataset can outlast 60 s.
+        lease = leases.acquire(volume.pk, "bench", ttl=3600)
         cached = WorkerCache(cache_dir, 10**13).volume(volume.workspace_id, volume.name)
         return remote, lease, cached
 
@@ -209,6 +210,7 @@ class Command(BaseCommand):
                        RCLONE_CONFIG_BENCH_ENDPOINT=remote_cfg["endpoint"], RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="bench",
                        RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="bench", RCLONE_CONFIG_BENCH_REGION="us-east-1")
             target = f"bench:bench/rclone-{uuid.uuid4().hex[:6]}"
+            env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 refuses a CA bundle with its own HTTP transport
         threads = str(settings.VOLUMES["TRANSFER_THREADS"])
         base = ["rclone", "sync", "--links", "--transfers", threads, "--checkers", threads, str(tree), target]
         first = [timed(lambda: subprocess.run(base, env=env, check=True, capture_output=True))]
