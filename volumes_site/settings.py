@@ -150,6 +150,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-lost-jobs": {"task": "volumes.tasks.reap_lost_jobs", "schedule": 30.0},
+    "collect-garbage": {"task": "volumes.tasks.collect_garbage", "schedule": env.float("VOLUMES_GC_INTERVAL", default=3600.0)},
 }
 
 VOLUMES = {
