@@ -121,6 +121,8 @@ def volume_for(user, workspace_id: str, name: str) -> tuple[Volume, Access]:
     """The named volume and the caller's access; NotFound for non-members and missing volumes,
     PermissionDenied for members without a share on a shared volume."""
     workspace, _ = workspace_for(user, workspace_id)
+    if "\x00" in name:  # no name holds a NUL, and PostgreSQL refuses one even in a lookup
+        raise NotFound(f"volume {name!r} not found in workspace {workspace_id!r}")
     volume = Volume.objects.filter(workspace=workspace, name__iexact=name).select_related("owner").first()
     if volume is None:
         raise NotFound(f"volume {name!r} not found in workspace {workspace_id!r}")

@@ -5,7 +5,7 @@ import io
 import mimetypes
 import re
 
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from rest_framework.parsers import BaseParser
 
@@ -102,8 +102,10 @@ class RawBodyParser(BaseParser):
 
     media_type = "*/*"
 
-    def parse(self, stream, media_type=None, parser_context=None):  # pragma: no cover - never called
-        return stream
+    def parse(self, stream, media_type=None, parser_context=None):
+        # Only reached when something asks for request.data or request.POST (the session CSRF check
+        # does): the body is a file, never form fields. Leave the stream unread for the view.
+        return QueryDict()
 
 
 def body_stream(request):

@@ -83,6 +83,7 @@ class EntrySerializer(serializers.Serializer):
 class FolderSerializer(serializers.Serializer):
     path = serializers.CharField()
     generation = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="Entries in the folder (all pages)")
     entries = EntrySerializer(many=True)
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework import serializers as drf
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -42,6 +43,16 @@ class ApiView(APIView):
 class Pagination(LimitOffsetPagination):
     default_limit = 100
     max_limit = 1000
+
+
+PAGE_PARAMETERS = [OpenApiParameter("limit", int, description="Rows per page (at most 1000)"),
+                   OpenApiParameter("offset", int, description="Rows to skip")]
+
+
+def _page_of(serializer_class, name: str):
+    """The schema of what `_paginate` returns: {count, next, previous, results: [...]}."""
+    return inline_serializer(name, {"count": drf.IntegerField(), "next": drf.URLField(allow_null=True),
+                                    "previous": drf.URLField(allow_null=True), "results": serializer_class(many=True)})
 
 
 def _paginate(view: APIView, request, queryset, serializer_class):
@@ -103,18 +114,26 @@ class VolumeDetailView(ApiView):
 
 # Files -------------------------------------------------------------------------------------------
 
-def _folder(volume, path: str) -> Response:
+def _folder(request, volume, path: str) -> Response:
+    """A folder's entries; all of them, or one page with `?limit=` / `?offset=` (`count` is always the total)."""
     entries = files.list_folder(volume, path)
-    return Response(s.FolderSerializer({"path": path, "generation": volume.generation, "entries": entries}).data)
+    count = len(entries)
+    params = request.query_params
+    if "limit" in params or "offset" in params:
+        paginator = Pagination()
+        limit, offset = paginator.get_limit(request), paginator.get_offset(request)
+        entries = entries[offset:offset + limit]
+    return Response(s.FolderSerializer(
+        {"path": path, "generation": volume.generation, "count": count, "entries": entries}).data)
 
 
 class FolderListView(ApiView):
     """`files/` (the root) and `files/{dir}/`: list a folder."""
 
-    @extend_schema(operation_id="volume_files_root", summary="List the root folder of a volume", responses={200: s.FolderSerializer, **ERRORS})
+    @extend_schema(operation_id="volume_files_root", summary="List the root folder of a volume", parameters=PAGE_PARAMETERS, responses={200: s.FolderSerializer, **ERRORS})
     def get(self, request, ws: str, name: str):
         volume, _ = access.volume(request, ws, name)
-        return _folder(volume, "")
+        return _folder(request, volume, "")
 
 
 class FileView(ApiView):
@@ -125,6 +144,7 @@ class FileView(ApiView):
     @extend_schema(
         operation_id="volume_file_download",
         summary="Download a file (Range supported), or list a folder when the path ends with /",
+        parameters=PAGE_PARAMETERS,
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
             (200, "application/json"): s.FolderSerializer,
@@ -136,7 +156,7 @@ class FileView(ApiView):
     def get(self, request, ws: str, name: str, path: str):
         volume, _ = access.volume(request, ws, name)
         if path.endswith("/"):
-            return _folder(volume, access.clean_path(path.rstrip("/")))
+            return _folder(request, volume, access.clean_path(path.rstrip("/")))
         entry = files.entry_at(volume, access.clean_path(path))
         if entry.type != "file":
             raise InvalidPath(
@@ -251,7 +271,8 @@ class SharesView(ApiView):
 
 class HistoryView(ApiView):
     @extend_schema(summary="Generations of a volume, newest first: who, when, what changed",
-                   responses={200: s.CommitSerializer(many=True), **ERRORS})
+                   operation_id="w_volumes_history_list", parameters=PAGE_PARAMETERS,
+                   responses={200: _page_of(s.CommitSerializer, "CommitPage"), **ERRORS})
     def get(self, request, ws: str, name: str):
         volume, _ = access.volume(request, ws, name)
         return _paginate(self, request, selectors.volume_history(volume), s.CommitSerializer)
@@ -270,7 +291,8 @@ class RestoreView(ApiView):
 
 class JobListView(ApiView):
     @extend_schema(summary="Jobs: admins see all of the workspace, members their own",
-                   responses={200: s.JobSerializer(many=True), **ERRORS})
+                   operation_id="w_jobs_list", parameters=PAGE_PARAMETERS,
+                   responses={200: _page_of(s.JobSerializer, "JobPage"), **ERRORS})
     def get(self, request, ws: str):
         workspace, _ = access.workspace(request, ws)
         queryset = selectors.jobs_for_user(request.user, workspace).prefetch_related("mounts")

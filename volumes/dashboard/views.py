@@ -324,6 +324,7 @@ def file_download(request: HttpRequest, ws_id: str, name: str) -> HttpResponse:
     response = StreamingHttpResponse(files.open_file(volume, entry), content_type="application/octet-stream")
     response["Content-Length"] = str(entry.size)
     response["Content-Disposition"] = content_disposition_header(True, entry.path.rpartition("/")[2])
+    response["Content-Security-Policy"] = "sandbox"  # never run as a page of ours, even if opened inline
     return response
 
 

@@ -83,6 +83,12 @@ class Manifest:
     def validate(self) -> None:
         """Refuse anything a pull could not restore safely beneath its root."""
         for path, entry in self.entries.items():
+            if not all(isinstance(v, str) for v in (entry.path, entry.type, entry.hash, entry.target)) or not all(
+                type(v) is int for v in (entry.size, entry.mode, entry.mtime_ns, entry.gen)
+            ):
+                raise IntegrityError(f"the manifest entry {str(path)[:200]!r} has a field of the wrong type")
+            if not (0 <= entry.mode <= 0o7777 and abs(entry.mtime_ns) < 2**63 and entry.gen >= 0):
+                raise IntegrityError(f"the manifest entry {path[:200]!r} has a mode, time or generation out of range")
             try:
                 clean = safe_relpath(path)
             except InvalidPath as exc:

@@ -128,6 +128,17 @@ def _remove(tree: Path, path: str) -> None:
             pass
 
 
+def _transfer(fn, items):
+    """fn over items on the transfer threads, results in order; the first failure cancels the queued rest."""
+    pool = ThreadPoolExecutor(conf.get("TRANSFER_THREADS"))
+    try:
+        yield from pool.map(fn, items)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
 def _safe_target(tree: Path, path: str) -> Path:
     """The cache path of a manifest path, after checking no parent is a link (never write through one)."""
     full = tree / path
@@ -190,8 +201,9 @@ def pull(
         if verify and hash_file(tmp) != entry.hash:
             tmp.unlink()
             raise IntegrityError(
-                f"file {entry.path!r} of volume {lease.volume_name!r} does not match its hash in storage; "
-                "the stored blob is damaged"
+                f"file {entry.path!r} of volume {lease.volume_name!r} does not match its hash in storage "
+                "(a transfer was cut short, or the stored copy is damaged); retry the job, and if it fails "
+                "again restore an earlier generation from the volume's History"
             )
         os.chmod(tmp, entry.mode)
         os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -199,14 +211,13 @@ def pull(
         crash_point("pull.after_file")
         return entry
 
-    with ThreadPoolExecutor(conf.get("TRANSFER_THREADS")) as pool:
-        for entry in pool.map(fetch, wanted):
-            done += entry.size
-            stats.files_pulled += 1
-            stats.bytes_pulled += entry.size
-            st = os.lstat(tree / entry.path)
-            hashes[entry.path] = _stat_key(st) + [entry.hash]
-            progress(done, total)
+    for entry in _transfer(fetch, wanted):
+        done += entry.size
+        stats.files_pulled += 1
+        stats.bytes_pulled += entry.size
+        st = os.lstat(tree / entry.path)
+        hashes[entry.path] = _stat_key(st) + [entry.hash]
+        progress(done, total)
     # 4. Links, recreated from their target text.
     for entry in target.entries.values():
         if entry.type != LINK:
@@ -265,12 +276,11 @@ def push(
         remote.upload_blob(lease, digest, str(cached.tree / entry.path))
         return entry
 
-    with ThreadPoolExecutor(conf.get("TRANSFER_THREADS")) as pool:
-        for entry in pool.map(send, sorted(missing)):
-            done += entry.size
-            stats.files_pushed += 1
-            stats.bytes_pushed += entry.size
-            progress(done, total)
+    for entry in _transfer(send, sorted(missing)):
+        done += entry.size
+        stats.files_pushed += 1
+        stats.bytes_pushed += entry.size
+        progress(done, total)
     stats.files_deleted = counts.files_deleted
     stats.committed_generation, key = remote.commit(
         lease, lease.generation, current, counts, job_id=job_id, message=message

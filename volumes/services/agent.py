@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
@@ -120,6 +121,9 @@ def agent_settings() -> dict:
 def agent_job(workspace: Workspace, user, job_id: int, key: str) -> Job:
     """The job an agent acts on, checked against the key it got when it claimed the job."""
     require_agent(user, workspace)
+    job = Job.objects.filter(pk=job_id, workspace=workspace).select_related("user", "workspace").first()
+    if job is None:  # first, so a job of another workspace is 404 as everywhere else
+        raise NotFound(f"job {job_id} not found")
     try:
         claim = signing.loads(key or "", salt=JOB_KEY_SALT)
     except signing.BadSignature:
@@ -128,9 +132,6 @@ def agent_job(workspace: Workspace, user, job_id: int, key: str) -> Job:
         raise PermissionDenied(
             f"job {job_id} was not claimed by this agent; only the agent that claimed a job may act on it"
         )
-    job = Job.objects.filter(pk=job_id, workspace=workspace).select_related("user", "workspace").first()
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
     return job
 
 
@@ -142,6 +143,8 @@ def require_running(job: Job) -> None:
 # Leases ------------------------------------------------------------------------------------------
 
 def _mount(job: Job, name: str) -> tuple[Volume, JobVolume]:
+    if "\x00" in name:  # no name holds a NUL, and PostgreSQL refuses one even in a lookup
+        raise NotFound(f"job {job.pk} does not mount a volume named {name!r}")
     volume = Volume.objects.filter(workspace_id=job.workspace_id, name__iexact=name).select_related("storage").first()
     mount = JobVolume.objects.filter(job=job, volume=volume).first() if volume else None
     if volume is None or mount is None:
@@ -294,6 +297,17 @@ def agent_commit(job: Job, name: str, token: int, parent: int, manifest_json: by
             f"{len(missing)} files of the manifest were never uploaded (e.g. {sorted(missing)[0]}); "
             "upload them, then commit again",
         )
+    # A size that is not the blob's would make downloads announce a wrong Content-Length.
+    store, prefix = store_for_storage(volume.storage), volume_prefix(volume.workspace_id, volume.name)
+    known = base.hashes()
+    claimed = sorted({(e.hash, e.size) for e in manifest.files if e.hash not in known})
+    with ThreadPoolExecutor(conf.get("TRANSFER_THREADS")) as pool:
+        actual = list(pool.map(lambda pair: store.size(blob_key(prefix, pair[0])), claimed))
+    for (digest, size), real in zip(claimed, actual):
+        if size != real:
+            raise IntegrityError(
+                f"the manifest gives file size {size:,} for blob {digest}, which has {real:,} bytes; nothing was committed"
+            )
     counts = ChangeCounts.between(base, manifest)
     return remote.commit(lease, parent, manifest, counts, job_id=job.pk, message=message)
 

@@ -47,6 +47,8 @@ def gc_volume(volume: Volume, holder: str = "garbage collector") -> dict[str, in
             elif rest.startswith("manifests/") and key not in kept_manifests:
                 store.delete(key)
                 removed["manifests"] += 1
+        # Parts of uploads a killed push left behind: no listing shows them, but they take space.
+        removed["incomplete uploads"] = store.abort_incomplete_uploads(prefix)
         return removed
     finally:
         leases.release(lease)

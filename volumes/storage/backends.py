@@ -121,6 +121,13 @@ class _Store(ObjectStore):
         with self._errors(), ThreadPoolExecutor(DELETE_THREADS) as pool:
             return sum(pool.map(delete_one, names))
 
+    def abort_incomplete_uploads(self, prefix: str) -> int:
+        """Remove what interrupted uploads left under `prefix` (never visible to list); returns how many.
+
+        Only safe while nobody writes there (GC holds the volume's lease). Azure drops uncommitted
+        blocks and GCS resumable sessions by itself after a week: nothing to do for them here."""
+        return 0
+
     def check(self) -> None:
         """List, write and delete a small probe object under the store's prefix."""
         probe = f".volumes-check/{secrets.token_hex(8)}"
@@ -322,6 +329,19 @@ class FileSystemStore(_Store):
                         pass
         return count
 
+    def abort_incomplete_uploads(self, prefix: str) -> int:
+        """The temp files of writes killed before their rename."""
+        count = 0
+        with self._errors():
+            for _key, path in list(self._walk(prefix, with_temp=True)):
+                if path.endswith(_TMP_SUFFIX):
+                    try:
+                        os.unlink(path)
+                        count += 1
+                    except FileNotFoundError:
+                        pass
+        return count
+
     def check(self) -> None:
         with self._errors():
             os.makedirs(self.root, exist_ok=True)
@@ -512,6 +532,19 @@ class S3Store(_Store):
     def list(self, prefix: str = "") -> Iterator[str]:
         pages = self._names(prefix)
         return self._guarded((self._key(name) for page in pages for name in page), None)
+
+    def abort_incomplete_uploads(self, prefix: str) -> int:
+        """Abort the multipart uploads under `prefix`: S3 keeps (and bills) their parts until then."""
+        check_prefix(prefix)
+        count = 0
+        with self._errors():
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for upload in page.get("Uploads", ()):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                       UploadId=upload["UploadId"])
+                    count += 1
+        return count
 
     def delete_prefix(self, prefix: str) -> int:
         count = 0

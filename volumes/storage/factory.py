@@ -140,6 +140,16 @@ def _require_django_settings() -> None:
 
 def build_store(kind: str, config: dict, label: str | None = None) -> ObjectStore:
     """A new store for this configuration (no network call; use .check() to test it)."""
+    store = _build_backend_store(kind, config, label)
+    fault_spec = os.environ.get("VOLUMES_STORAGE_FAULT")  # reliability tests only; see storage/faults.py
+    if fault_spec:
+        from . import faults
+
+        return faults.wrap(store, fault_spec)
+    return store
+
+
+def _build_backend_store(kind: str, config: dict, label: str | None) -> ObjectStore:
     from . import backends
 
     clean = _clean(kind, config)
