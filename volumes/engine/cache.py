@@ -56,7 +56,7 @@ class CachedVolume:
             state = json.loads(self._state.read_text())
             if state.get("manifest_key") != manifest_key:
                 return None
-            return Manifest.from_json(self._manifest.read_bytes())
+            return Manifest.from_json(self._manifest.read_bytes(), trusted=True)  # written by save_synced
         except (OSError, ValueError, Exception):  # a damaged cache is a cache miss
             return None
 

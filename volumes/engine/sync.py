@@ -159,6 +159,7 @@ def pull(
     cached.prepare()
     remote.prepare(lease)
     target = cached.synced_manifest(lease.manifest_key) if lease.manifest_key else Manifest()
+    already_saved = target is not None
     if target is None:
         target = remote.read_manifest(lease)
     local, hashes, stats.files_hashed = scan(cached.tree, cached.load_hashes(), warn=stats.warnings.append)
@@ -230,7 +231,7 @@ def pull(
             full.unlink()
         os.symlink(entry.target, full)
     cached.save_hashes(hashes)
-    if lease.manifest_key:
+    if lease.manifest_key and not already_saved:
         cached.save_synced(lease.manifest_key, target)
     history.record("pull", lease, "ok", generation=lease.generation, files=stats.files_pulled)
     return target, stats
