@@ -94,6 +94,8 @@ class ApiClient:
         self.session.mount("https://", adapter)
 
     def url(self, path: str) -> str:
+        if path.startswith("/"):  # not under a workspace, e.g. "/workspaces/"
+            return f"{self.server}/api{path}"
         return f"{self.server}/api/w/{quote(self.workspace, safe='')}/{path}"
 
     def request(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), **kwargs) -> requests.Response:
@@ -328,6 +330,21 @@ def claim(client: ApiClient, worker: str) -> dict | None:
     """The next job's spec from the server, or None when nothing is queued."""
     response = client.request("POST", "agent/claim/", json={"worker": worker})
     return None if response.status_code == 204 else response.json()
+
+
+def agent_workspaces(server: str, token: str) -> list[str]:
+    """The workspaces where the token's user may run agent workers."""
+    rows = ApiClient(server, token, "").request("GET", "/workspaces/").json()
+    return [row["id"] for row in rows if row["can_run_agents"]]
+
+
+def claim_any(clients: list[ApiClient], worker: str) -> tuple[ApiClient | None, dict | None]:
+    """The oldest queued job of the first workspace that has one, as (client, spec); (None, None) when idle."""
+    for client in clients:
+        spec = claim(client, worker)
+        if spec is not None:
+            return client, spec
+    return None, None
 
 
 def apply_server_settings(values: dict) -> None:

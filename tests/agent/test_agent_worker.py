@@ -79,18 +79,18 @@ def agent(live_server, cast, tmp_path, storage_root):
         AGENT_FORBIDDEN_ROOT=str(storage_root),
     )
 
-    def start(*extra: str) -> subprocess.Popen:
+    def start(*extra: str, workspaces=("acme",), token=token) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "manage.py", "agent_worker", "--server", live_server.url, "--token", token,
-             "--workspace", "acme", "--cache-dir", str(tmp_path / "agent-cache"), "--name", "agent-1", "--once",
+             *[arg for ws in workspaces for arg in ("--workspace", ws)], "--cache-dir", str(tmp_path / "agent-cache"), "--name", "agent-1", "--once",
              *extra],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
-    def run(*extra: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        proc = start(*extra)
+    def run(*extra: str, timeout: float = 60, ok: bool = True, **options) -> subprocess.CompletedProcess:
+        proc = start(*extra, **options)
         out, err = proc.communicate(timeout=timeout)
-        assert proc.returncode == 0, err[-3000:]
+        assert (proc.returncode == 0) is ok, err[-3000:]
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     run.start = start
@@ -184,3 +184,23 @@ def test_a_bad_token_is_refused_clearly(live_server, workspace):
     )
     assert result.returncode == 1
     assert "refused the token" in result.stderr and "Invalid token" in result.stderr
+
+
+def test_without_workspace_an_agent_serves_every_workspace_its_user_may_run_agents_in(agent, workspace, cast,
+                                                                                       storage_root):
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from volumes.services.workspaces import workspace_ensure
+
+    other = workspace_ensure("beta", admins=["someone-else"], storage_url=f"file://{storage_root}")
+    foreign = submit(other, get_user_model().objects.get(username="someone-else"))
+    mine = submit(workspace, cast["owner"])
+    out = agent(workspaces=()).stdout
+    mine.refresh_from_db(), foreign.refresh_from_db()
+    assert f"job {mine.pk}: success" in out and mine.result == 1
+    assert foreign.status == "queued"  # the token's user is not a member of beta
+
+    member_token = Token.objects.create(user=cast["member"]).key
+    refused = agent(workspaces=(), token=member_token, ok=False)
+    assert "may not run agent workers in any workspace" in refused.stderr

@@ -28,6 +28,7 @@ mount = job + "volumes/<str:name>/"
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("workspaces/", views.WorkspaceListView.as_view(), name="api-workspaces"),
     # Volumes, files, shares, history
     path("w/<str:ws>/volumes/", views.VolumeListView.as_view(), name="api-volumes"),
     path(volume, views.VolumeDetailView.as_view(), name="api-volume"),

@@ -20,6 +20,7 @@ from .. import conf, permissions, selectors
 from ..exceptions import Conflict, InvalidPath, LimitExceeded, NotFound, VolumesError
 from ..selectors import VolumeRow
 from ..services import files, jobs
+from ..services.agent import can_run_agents
 from ..services import volumes as volume_services
 from . import access
 from . import serializers as s
@@ -63,6 +64,24 @@ def _paginate(view: APIView, request, queryset, serializer_class):
 
 def _row(volume, rights) -> VolumeRow:
     return VolumeRow(volume, rights, selectors.volume_is_leased(volume))
+
+
+# Workspaces --------------------------------------------------------------------------------------
+
+class WorkspaceListView(ApiView):
+    @extend_schema(
+        summary="The workspaces you are a member of, with your role and whether you may run agent workers",
+        tags=["workspaces"],
+        responses={200: inline_serializer("WorkspaceRow", {
+            "id": drf.CharField(), "name": drf.CharField(), "role": drf.CharField(),
+            "can_run_agents": drf.BooleanField()}, many=True), **ERRORS},
+    )
+    def get(self, request):
+        return Response([
+            {"id": ws.pk, "name": ws.name, "role": permissions.role(request.user, ws),
+             "can_run_agents": can_run_agents(request.user, ws)}
+            for ws in selectors.workspaces_for_user(request.user)
+        ])
 
 
 # Volumes -----------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from volumes.agent import ApiClient, claim, run_claimed
+from volumes.agent import ApiClient, agent_workspaces, claim_any, run_claimed
 from volumes.engine.cache import WorkerCache
 from volumes.exceptions import VolumesError
 
@@ -28,7 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--server", required=True, help="Base URL of the server, e.g. https://volumes.example")
         parser.add_argument("--token", default=os.environ.get("VOLUMES_AGENT_TOKEN", ""),
                             help="API token (or set VOLUMES_AGENT_TOKEN)")
-        parser.add_argument("--workspace", required=True)
+        parser.add_argument("--workspace", action="append", default=[],
+                            help="Claim jobs of this workspace (repeatable); default: every workspace where the "
+                                 "token's user may run agents")
         parser.add_argument("--cache-dir", default=None, help="Local volume cache (default VOLUMES_CACHE_DIR)")
         parser.add_argument("--cache-max-bytes", type=int, default=None)
         parser.add_argument("--name", default="", help="Worker name shown in job logs and lease holders")
@@ -40,7 +42,16 @@ class Command(BaseCommand):
 
         if not opts["token"]:
             raise CommandError("give --token TOKEN (or set VOLUMES_AGENT_TOKEN)")
-        client = ApiClient(opts["server"], opts["token"], opts["workspace"])
+        try:
+            workspaces = opts["workspace"] or agent_workspaces(opts["server"], opts["token"])
+        except VolumesError as exc:
+            raise CommandError(f"cannot list workspaces at {opts['server']}: {exc}") from exc
+        if not workspaces:
+            raise CommandError(
+                "this token's user may not run agent workers in any workspace: use a token of a workspace admin "
+                "or of a member of the group 'agents'"
+            )
+        clients = [ApiClient(opts["server"], opts["token"], ws) for ws in workspaces]
         cache = WorkerCache(
             Path(opts["cache_dir"] or conf.get("CACHE_DIR")),
             opts["cache_max_bytes"] or conf.get("CACHE_MAX_BYTES"),
@@ -52,7 +63,7 @@ class Command(BaseCommand):
         idle_errors = 0
         while not stopping:
             try:
-                spec = claim(client, worker)
+                client, spec = claim_any(clients, worker)
             except VolumesError as exc:
                 if opts["once"] or exc.status in (401, 403, 404):
                     raise CommandError(f"cannot claim jobs from {opts['server']}: {exc}") from exc
