@@ -49,6 +49,11 @@ def _noop(*_args) -> None:
     pass
 
 
+def count(n: int, noun: str) -> str:
+    """'1 file', '2 files', '1,000 bytes'."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def hash_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as fh:
@@ -193,7 +198,8 @@ def pull(
             wanted.append(entry)
     total = sum(e.size for e in wanted)
     if wanted:
-        log(f"pulling {len(wanted)} files ({total:,} bytes) of {lease.volume_name}; {stats.files_skipped} unchanged")
+        log(f"pulling {count(len(wanted), 'file')} ({count(total, 'byte')}) of {lease.volume_name}; "
+            f"{stats.files_skipped:,} unchanged")
     done = 0
 
     def fetch(entry: Entry) -> Entry:
@@ -269,7 +275,7 @@ def push(
     missing = remote.missing_blobs(lease, set(by_hash) - base.hashes())
     total = sum(by_hash[h].size for h in missing)
     if missing:
-        log(f"pushing {len(missing)} files ({total:,} bytes) of {lease.volume_name}")
+        log(f"pushing {count(len(missing), 'file')} ({count(total, 'byte')}) of {lease.volume_name}")
     done = 0
 
     def send(digest: str) -> Entry:

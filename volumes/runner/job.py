@@ -20,6 +20,7 @@ from ..engine.cache import WorkerCache
 from ..engine.leases import Holder, Lease
 from ..engine.manifest import Manifest
 from ..engine.remote import Remote
+from ..engine.sync import count
 from ..exceptions import LeaseLost, VolumesError
 from .mounts import Mount
 from .process import run_script
@@ -161,8 +162,8 @@ def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporte
                     files_skipped=stats.files_skipped,
                 )
                 log(
-                    f"volume {h.plan.name} at generation {h.lease.generation}: {stats.files_pulled} files pulled "
-                    f"({stats.bytes_pulled:,} bytes), {stats.files_skipped} unchanged, "
+                    f"volume {h.plan.name} at generation {h.lease.generation}: {count(stats.files_pulled, 'file')} "
+                    f"pulled ({count(stats.bytes_pulled, 'byte')}), {stats.files_skipped:,} unchanged, "
                     f"in {time.monotonic() - started:.2f}s ({'read-only' if h.plan.read_only else 'read-write'})"
                 )
             workdir = Path(tempfile.mkdtemp(prefix=f"job-{spec.id}-"))
@@ -202,5 +203,5 @@ def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporte
         for h in held:
             remote.release(h.lease)
         if held:
-            log(f"released {len(held)} volume lease(s)")
+            log(f"released {count(len(held), 'volume lease')}")
         cache.evict()
