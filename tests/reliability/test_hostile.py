@@ -48,7 +48,7 @@ V = "/api/w/acme/volumes/training-data/"
 D = "/w/acme/volumes/training-data/"
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)  # pytest-django may split this module's tests in two runs
 def report_card():
     yield
     total = TALLY.passed + len(TALLY.failures)

@@ -366,6 +366,7 @@ def test_check_deploy_passes_with_production_settings(tmp_path):
     env = {**os.environ, "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(64), "ALLOWED_HOSTS": "volumes.example.com",
            "DJANGO_SETTINGS_MODULE": "volumes_site.settings", "VOLUMES_DATA_DIR": str(tmp_path)}
     env.pop("SECURE_SSL_REDIRECT", None)
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set by the browser tests for this process only
     done = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     figure(SUITE, "manage.py check --deploy --fail-level WARNING exit code", done.returncode, target="0",

@@ -224,6 +224,21 @@ class FileRow:
     name: str
     mtime: datetime | None
     commit: VolumeCommit | None
+    job_url: str = ""
+
+    # Formatted here with strftime: Django's date filter cost most of a 200-row page.
+    @property
+    def mtime_text(self) -> str:
+        return self.mtime.strftime("%Y-%m-%d %H:%M") if self.mtime else ""
+
+    @property
+    def mtime_title(self) -> str:
+        return self.mtime.strftime("%Y-%m-%d %H:%M:%S UTC") if self.mtime else ""
+
+    @property
+    def commit_title(self) -> str:
+        c = self.commit
+        return f"generation {c.generation}, {c.created_at:%Y-%m-%d %H:%M:%S} UTC" if c else ""
 
     @property
     def is_dir(self) -> bool:
@@ -269,10 +284,12 @@ def _files_context(volume: Volume, access, folder: str, page: str | int | None) 
     gens = {e.gen for e in page_obj.object_list if e.gen}
     commits = {c.generation: c for c in VolumeCommit.objects.filter(volume=volume, generation__in=gens)
                .select_related("user", "job")}
+    job_urls = {c.generation: reverse("job", args=[volume.workspace_id, c.job_id])
+                for c in commits.values() if c.job_id}
     rows = [
         FileRow(e, e.path.rpartition("/")[2],
                 datetime.fromtimestamp(e.mtime_ns / 1e9, tz=dt_timezone.utc) if e.mtime_ns else None,
-                commits.get(e.gen))
+                commits.get(e.gen), job_urls.get(e.gen, ""))
         for e in page_obj.object_list
     ]
     return {"volume": volume, "access": access, "folder": folder, "crumbs": _crumbs(folder),
