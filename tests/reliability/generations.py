@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..engine.helpers import tree_listing
+
 PARTS = 6
 LINKS = {"latest": "generation.txt", "outside": "/etc/hostname"}  # links keep their text, even outside
 
@@ -51,17 +53,4 @@ def expected(generation: int) -> dict[str, tuple]:
     return out
 
 
-def listing(tree: Path) -> dict[str, tuple]:
-    """path -> ('file', bytes, mode) | ('link', target) | ('dir',), never following links."""
-    out: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(tree):
-        for name in dirnames + filenames:
-            full = Path(dirpath) / name
-            rel = full.relative_to(tree).as_posix()
-            if full.is_symlink():
-                out[rel] = ("link", os.readlink(full))
-            elif full.is_dir():
-                out[rel] = ("dir",)
-            else:
-                out[rel] = ("file", full.read_bytes(), full.stat().st_mode & 0o777)
-    return out
+listing = tree_listing  # path -> ('file', bytes, mode) | ('link', target) | ('dir',), never following links

@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 
@@ -29,6 +28,7 @@ from django.conf import settings as django_settings
 from volumes.models import Job, JobVolume, Volume, VolumeCommit
 from volumes.services.jobs import job_submit
 
+from ..agent.test_agent_worker import GUARD  # the agent may open no database and no storage file
 from ..engine.helpers import ROOT, worker_env
 from .report import figure, scale
 
@@ -54,21 +54,6 @@ def main():
 
 SOLO = SHARED.replace("shared-counter", "solo-$args[n]").replace("def main():", "def main(n: int):")
 
-# The agent process may not open a database or a file of the server's storage.
-GUARD = textwrap.dedent("""
-    import os, sys
-    _forbidden = os.environ["AGENT_FORBIDDEN_ROOT"]
-
-    def _hook(event, args):
-        if event == "sqlite3.connect":
-            raise RuntimeError("the agent tried to open a database: %r" % (args,))
-        if event == "open" and isinstance(args[0], (str, bytes)):
-            path = os.fsdecode(args[0])
-            if os.path.abspath(path).startswith(_forbidden):
-                raise RuntimeError("the agent tried to open the server's storage: %s" % path)
-
-    sys.addaudithook(_hook)
-""")
 
 
 def closed_port() -> int:
