@@ -263,7 +263,7 @@ class TestDeno:
         from volumes.runner.wrappers import TOOLS_BIN
 
         if not (TOOLS_BIN / "deno").exists():
-            pytest.skip("deno is not installed in .tools")
+            pytest.fail("deno is not installed in .tools: run scripts/install_tools.sh")
         monkeypatch.setenv("VOLUMES_JS_RUNTIME", "deno")
 
     def test_deno_runs_in_tmp_deno_and_writes_into_a_relative_mount(self, tmp_path, volume):

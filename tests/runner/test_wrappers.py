@@ -249,7 +249,7 @@ class TestDeno:
         from volumes.runner.wrappers import TOOLS_BIN
 
         if not (TOOLS_BIN / "deno").exists():
-            pytest.skip("deno is not installed in .tools")
+            pytest.fail("deno is not installed in .tools: run scripts/install_tools.sh")
         monkeypatch.setenv("VOLUMES_JS_RUNTIME", "deno")
 
     def test_deno_gets_the_args_by_name_and_returns_the_result(self, tmp_path):
