@@ -133,9 +133,12 @@ def _remove(tree: Path, path: str) -> None:
             pass
 
 
-def _transfer(fn, items):
+def _transfer(fn, items, threads: int):
     """fn over items on the transfer threads, results in order; the first failure cancels the queued rest."""
-    pool = ThreadPoolExecutor(conf.get("TRANSFER_THREADS"))
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    pool = ThreadPoolExecutor(threads)
     try:
         yield from pool.map(fn, items)
     except BaseException:
@@ -144,13 +147,16 @@ def _transfer(fn, items):
     pool.shutdown()
 
 
-def _safe_target(tree: Path, path: str) -> Path:
-    """The cache path of a manifest path, after checking no parent is a link (never write through one)."""
+def _safe_target(tree: Path, path: str, verified: set[Path] | None = None) -> Path:
+    """The cache path of a manifest path, after checking no parent is a link (never write through one).
+    `verified` remembers folders already checked during one pull."""
     full = tree / path
     parent = full.parent
-    while parent != tree:
+    while parent != tree and (verified is None or parent not in verified):
         if parent.is_symlink() or not parent.is_dir():
             raise IntegrityError(f"refusing to write {path!r}: a parent is not a real folder in the cache")
+        if verified is not None:
+            verified.add(parent)
         parent = parent.parent
     return full
 
@@ -202,7 +208,7 @@ def pull(
             f"{stats.files_skipped:,} unchanged")
     done = 0
 
-    def fetch(entry: Entry) -> Entry:
+    def fetch(entry: Entry) -> tuple[Entry, os.stat_result]:
         tmp = cached.staging / uuid.uuid4().hex
         remote.download_blob(lease, entry.hash, str(tmp))
         if verify and hash_file(tmp) != entry.hash:
@@ -214,15 +220,16 @@ def pull(
             )
         os.chmod(tmp, entry.mode)
         os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
-        os.replace(tmp, _safe_target(tree, entry.path))  # rename replaces a link itself, never its target
+        full = _safe_target(tree, entry.path, verified)
+        os.replace(tmp, full)  # rename replaces a link itself, never its target
         crash_point("pull.after_file")
-        return entry
+        return entry, os.lstat(full)
 
-    for entry in _transfer(fetch, wanted):
+    verified: set[Path] = set()  # folders seen to be real; the pull owns the tree until it returns
+    for entry, st in _transfer(fetch, wanted, remote.transfer_threads(lease)):
         done += entry.size
         stats.files_pulled += 1
         stats.bytes_pulled += entry.size
-        st = os.lstat(tree / entry.path)
         hashes[entry.path] = _stat_key(st) + [entry.hash]
         progress(done, total)
     # 4. Links, recreated from their target text.
@@ -283,7 +290,7 @@ def push(
         remote.upload_blob(lease, digest, str(cached.tree / entry.path))
         return entry
 
-    for entry in _transfer(send, sorted(missing)):
+    for entry in _transfer(send, sorted(missing), remote.transfer_threads(lease)):
         done += entry.size
         stats.files_pushed += 1
         stats.bytes_pushed += entry.size
