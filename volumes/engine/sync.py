@@ -226,7 +226,7 @@ def pull(
         return entry, os.lstat(full)
 
     verified: set[Path] = set()  # folders seen to be real; the pull owns the tree until it returns
-    for entry, st in _transfer(fetch, wanted, remote.transfer_threads(lease)):
+    for entry, st in _transfer(fetch, wanted, remote.pull_threads(lease)):
         done += entry.size
         stats.files_pulled += 1
         stats.bytes_pulled += entry.size
@@ -290,7 +290,7 @@ def push(
         remote.upload_blob(lease, digest, str(cached.tree / entry.path))
         return entry
 
-    for entry in _transfer(send, sorted(missing), remote.transfer_threads(lease)):
+    for entry in _transfer(send, sorted(missing), conf.get("TRANSFER_THREADS")):
         done += entry.size
         stats.files_pushed += 1
         stats.bytes_pushed += entry.size
