@@ -44,7 +44,7 @@ from django.test import Client
 from django.urls import reverse
 
 from volumes.engine import leases
-from volumes.engine.cache import WorkerCache
+from volumes.engine.cache import CachedVolume, WorkerCache
 from volumes.engine.commits import ChangeCounts
 from volumes.engine.manifest import DIR, FILE, Entry, Manifest
 from volumes.engine.remote import DirectRemote
@@ -141,14 +141,7 @@ def count_in(volume: Volume) -> int | None:
 
 def tree_bytes(root: Path) -> int:
     """What CachedVolume.disk_usage counts, for a whole cache (files that vanish meanwhile count 0)."""
-    total = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
+    return CachedVolume(root).disk_usage()  # disk_usage walks everything under the root it is given
 
 
 def free_port() -> int:
