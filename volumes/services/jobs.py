@@ -13,7 +13,7 @@ from django.db.models.functions import Concat, Now
 from django.utils import timezone
 
 from .. import annotations, conf, permissions
-from ..exceptions import PermissionDenied, VolumesError
+from ..exceptions import Conflict, PermissionDenied, VolumesError
 from ..models import Job, JobVolume, Volume, Workspace
 from .volumes import storage_not_configured, volume_create
 
@@ -66,6 +66,9 @@ def job_prepare(job: Job) -> tuple[list[MountPlan], bool]:
         if volume is None:
             try:
                 volume = volume_create(workspace, mount.name, owner=job.user)
+            except Conflict:
+                # A job on another worker created it between our lookup and our create: use theirs.
+                volume = Volume.objects.get(workspace=workspace, name__iexact=mount.name)
             except VolumesError as exc:
                 raise type(exc)(f"line {mount.line}: cannot create volume {mount.name!r}: {exc}") from exc
         rights = permissions.access(job.user, volume)
