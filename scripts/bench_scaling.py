@@ -12,9 +12,10 @@ leases: lease acquire+release (and renew) per second on the database, N processe
         own volume (uncontended) and all on one volume (contended, try-acquire without waiting).
 jobs:   per-job time of a job with an empty script (with and without one volume) run by a Celery
         worker process and by an agent worker process against `manage.py runserver`.
-blobs:  blob upload and download throughput through the agent proxy (HttpRemote -> web server ->
-        storage) and direct (DirectRemote -> storage), filesystem storage (and S3 on moto_server
-        with --s3), 8 transfer threads like a job's sync.
+blobs:  push (missing + uploads + commit) and pull (manifest + downloads) throughput through the agent
+        proxy (HttpRemote -> web server -> storage), agent-direct (HttpRemote with presigned URLs ->
+        storage; the commit checks the uploads) and direct (DirectRemote -> storage), filesystem storage
+        (and S3 on moto_server with --s3), 8 transfer threads like a job's sync.
 queries: database queries and time inside Django per agent request (test client, in process).
 Everything lives in the database named by DATABASE_URL and under VOLUMES_DATA_DIR
 (default var/bench-scale): use a database of its own, never production.
@@ -41,6 +42,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/volume
 os.environ.setdefault("VOLUMES_DATA_DIR", str(ROOT / "var" / "bench-scale"))
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("VOLUMES_EDITION", "enterprise")  # every run makes new volumes: no 20-volume limit
+os.environ.setdefault("SECRET_KEY", __import__("secrets").token_urlsafe(50))  # production settings need one
 WORKSPACE = "bench"
 
 
@@ -82,7 +84,10 @@ def volume(name: str):
     from volumes.models import Volume
     from volumes.services.volumes import volume_create
 
-    ws = workspace()
+    from volumes.models import Workspace
+
+    # Not workspace(): it selects the filesystem storage again, under a blobs run on S3.
+    ws = Workspace.objects.filter(pk=WORKSPACE).first() or workspace()
     found = Volume.objects.filter(workspace=ws, name=name).first()
     return found or volume_create(ws, name, owner=get_user_model().objects.get(username="bench-admin"))
 
@@ -238,7 +243,6 @@ def _run_batch(kind: str, content: str, n: int, tmp: Path, server: str) -> tuple
 
 def bench_jobs(args) -> None:
     setup(migrate=True)
-    from django.conf import settings
     from django.db import connection
 
     workspace()
@@ -294,6 +298,31 @@ def _moto() -> tuple[subprocess.Popen, str]:
     return proc, endpoint
 
 
+def _push_pull(remote, name: str, job, files: list, size: int) -> tuple[float, float]:
+    """Seconds of a whole push of the files (which are missing, upload, commit) and of a whole pull (manifest,
+    download), 8 threads like a job's sync."""
+    from volumes.engine.commits import ChangeCounts
+    from volumes.engine.manifest import Entry, Manifest
+
+    manifest = Manifest({f"f{i}": Entry(f"f{i}", "file", size, digest, gen=1) for i, (digest, _) in enumerate(files)})
+    lease = remote.acquire(WORKSPACE, name, "bench", job_id=job and job.pk, wait=5)
+    remote.prepare(lease)
+    with ThreadPoolExecutor(8) as pool:
+        t0 = time.perf_counter()
+        missing = remote.missing_blobs(lease, {digest for digest, _ in files})
+        list(pool.map(lambda f: remote.upload_blob(lease, f[0], str(f[1])), [f for f in files if f[0] in missing]))
+        remote.commit(lease, 0, manifest, ChangeCounts.between(Manifest(), manifest), job_id=job and job.pk)
+        up = time.perf_counter() - t0
+        remote.release(lease)
+        lease = remote.acquire(WORKSPACE, name, "bench", job_id=job and job.pk, wait=5)
+        t0 = time.perf_counter()
+        remote.read_manifest(lease)
+        list(pool.map(lambda f: remote.download_blob(lease, f[0], str(f[1]) + ".got"), files))
+        down = time.perf_counter() - t0
+    remote.release(lease)
+    return up, down
+
+
 def bench_blobs(args) -> None:
     setup(migrate=True)
     from django.contrib.auth import get_user_model
@@ -331,34 +360,29 @@ def bench_blobs(args) -> None:
             ws.save(update_fields=["volume_storage"])
             for size_label, count, size in ((f"{args.mib // 4} x 4 MiB", args.mib // 4, 4 << 20),
                                             (f"{args.small} x 4 KiB", args.small, 4 << 10)):
-                for path in ("direct", "agent"):
+                for path in ("direct", "agent", "agent-direct"):
                     name = f"blob-bench-{int(time.time() * 1000) % 10**9}"
                     files = _files(tmp / name, count, size)
-                    if path == "agent":  # a claimed job that mounts the volume (the claim creates it)
+                    if path == "agent-direct" and storage.kind == "filesystem":
+                        continue  # cannot sign: the same as "agent"
+                    if path != "direct":  # a claimed job that mounts the volume (the claim creates it)
                         job = job_submit(ws, get_user_model().objects.get(username="bench-admin"), "python",
                                          f"# volume: {name} data\ndef main():\n    pass\n", enqueue=False)
                         spec = claim(client, "bench")
                         assert spec and spec["id"] == job.pk, spec
                         remote = HttpRemote(client, job.pk, spec["job_key"])
+                        if path == "agent":  # through the proxy although the server gives URLs
+                            remote.direct.add = lambda *args: None
                     else:
                         job, remote = None, DirectRemote()
                         volume(name)
-                    lease = remote.acquire(WORKSPACE, name, "bench", job_id=job and job.pk, wait=5)
-                    remote.prepare(lease)
-                    with ThreadPoolExecutor(8) as pool:
-                        t0 = time.perf_counter()
-                        list(pool.map(lambda f: remote.upload_blob(lease, f[0], str(f[1])), files))
-                        up = time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        list(pool.map(lambda f: remote.download_blob(lease, f[0], str(f[1]) + ".got"), files))
-                        down = time.perf_counter() - t0
-                    remote.release(lease)
-                    if path == "agent":
+                    up, down = _push_pull(remote, name, job, files, size)
+                    if path != "direct":
                         client.json("POST", f"agent/jobs/{job.pk}/finish/", json={"status": "success"},
                                     headers={"X-Job-Key": spec["job_key"]})
                     mib = count * size / 2**20
                     print(f"| {label} | {path} | {size_label} | {mib / up:,.1f} ({count / up:,.0f}) | "
-                          f"{mib / down:,.1f} ({count / down:,.0f}) |")
+                          f"{mib / down:,.1f} ({count / down:,.0f}) |", flush=True)
                     shutil.rmtree(tmp / name)
     finally:
         ws.volume_storage = backends[0][1]

@@ -2,13 +2,14 @@
 # Install the Node-based tools into .tools/ (idempotent; does nothing when they are present):
 #   azurite  - the Azure Blob emulator the storage tests run against
 #   bun/deno - TypeScript runtimes for jobs
+#   axe-core - the accessibility checker the browser tests run over every page (never from a CDN)
 # Needs node + npm (Node 20) and access to the npm registry. Python tools (moto_server,
 # gcp-storage-emulator) come from requirements-dev.txt into .venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 BIN="$TOOLS/node_modules/.bin"
-PACKAGES=(azurite@3.35.0 bun@1.4.5 deno@2.9.6)
+PACKAGES=(azurite@3.35.0 bun@1.4.5 deno@2.9.6 axe-core@4.14.1)
 
 installed_version() {  # the version in node_modules/<name>/package.json, or nothing
   local manifest="$TOOLS/node_modules/$1/package.json"
@@ -47,4 +48,5 @@ check() {  # check NAME WANT CMD...
 check azurite 3.35.0 "$BIN/azurite-blob" --version
 check bun 1.4.5 "$BIN/bun" --version
 check deno 2.9.6 "$BIN/deno" --version
+check axe-core 4.14.1 sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$TOOLS/node_modules/axe-core/package.json"
 exit "$fail"

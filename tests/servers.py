@@ -283,6 +283,19 @@ def backend_config(kind: str, request, tmp_path: Path, prefix: str = "", create:
     return config
 
 
+def use_storage(workspace, kind: str, request, tmp_path: Path) -> None:
+    """Make a fresh bucket of `kind` the workspace's volume storage (filesystem: keep the default one)."""
+    from volumes.models import ObjectStorage
+    from volumes.storage.factory import clear_store_cache
+
+    if kind != "filesystem":
+        storage = ObjectStorage.objects.create(workspace=workspace, name=f"{kind} store", kind=kind,
+                                               config=backend_config(kind, request, tmp_path))
+        workspace.volume_storage = storage
+        workspace.save(update_fields=["volume_storage"])
+    clear_store_cache()
+
+
 def make_store(kind: str, config: dict, label: str | None = None):
     """build_store, with Django settings configured if nothing configured them."""
     ensure_django_settings()

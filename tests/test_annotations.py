@@ -536,3 +536,37 @@ def test_it_only_ever_raises_annotation_error_when_resolving_arbitrary_arguments
         resolve(annotated(*template_list), workspace, args)
     except AnnotationError:
         pass
+
+
+# --- read-only mounts: a trailing `(read-only)` ----------------------------------------------------
+
+
+@pytest.mark.parametrize("language", ONE_PER_PREFIX)
+def test_a_trailing_read_only_asks_for_a_read_only_mount_and_leaves_the_path(language):
+    content = script(language, "{c} volume: models m (read-only)", "{c} volume: data my data dir\t(read-only)",
+                     "{c} volume: scratch s")
+    specs = parse(content, language).volumes
+    assert [(v.name_template, v.mount_path, v.read_only) for v in specs] == [
+        ("models", "m", True), ("data", "my data dir", True), ("scratch", "s", False)]
+    resolved = resolve(parse(content, language), "acme", {})
+    assert [(m.name, m.read_only) for m in resolved] == [("models", True), ("data", True), ("scratch", False)]
+
+
+@pytest.mark.parametrize("path", ["x (copy)", "notes (v2) final", "a(read-only)", "(ro) first"])
+def test_other_parentheses_stay_part_of_the_mount_path_as_before(path):
+    spec = parse(f"# volume: data {path}\n", "python").volumes[0]
+    assert (spec.mount_path, spec.read_only) == (path, False)
+
+
+@pytest.mark.parametrize("lines, fragments", [
+    (["{c} volume: data (read-only)"], ["no mount path before `(read-only)`", "`volume: data data (read-only)`"]),
+    (["{c} volume: data d (ro)"], ["unknown mount mode `(ro)`", "write exactly `(read-only)`"]),
+    (["{c} volume: data d (readonly)"], ["unknown mount mode `(readonly)`"]),
+    (["{c} volume: data d (Read-Only)"], ["unknown mount mode `(Read-Only)`"]),
+    (["{c} volume: data d (read only)"], ["unknown mount mode `(read only)`"]),
+    (["{c} volume: data d (rw)"], ["unknown mount mode `(rw)`", "read-write if you may write"]),
+    (["{c} volume: data .. (read-only)"], ["'..'"]),
+])
+@pytest.mark.parametrize("language", ONE_PER_PREFIX)
+def test_bad_read_only_variants_are_refused_clearly(language, lines, fragments):
+    refused(script(language, *lines), language, 1, *fragments)

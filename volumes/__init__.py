@@ -1,0 +1,3 @@
+"""Volumes: persistent file storage for scripts."""
+
+__version__ = "1.0.0"

@@ -3,8 +3,10 @@
     # sandbox
     # volume: training-data /tmp/data
     # volume: $workspace-cache cache
+    # volume: models models (read-only)
 
-`parse` checks everything that can be checked from the text alone; `resolve` fills in
+A trailing `(read-only)` asks for a read-only mount even of a volume the job's user may write: the
+job pins the committed generation and takes no lease. `parse` checks everything that can be checked from the text alone; `resolve` fills in
 `$workspace` and `$args[...]` from a job and checks the resulting names. Both raise only
 AnnotationError, whose message names the line and says what to change.
 """
@@ -34,6 +36,10 @@ _PLACEHOLDER_RE = re.compile(
 _VOLUME_TYPO_RE = re.compile(r"volumes?(?:\s|:|=|$)", re.IGNORECASE)
 _SANDBOX_TYPO_RE = re.compile(r"sandbox(?:\s|:|=|$)", re.IGNORECASE)
 _TOO_LONG_INT = 10**255
+READ_ONLY = "(read-only)"
+# A trailing "(...)" that looks like a try at a mount mode; any other "(...)" stays part of the path.
+_MODE_TYPO_RE = re.compile(r"[ \t]\((?P<mode>[^()]*)\)\Z")
+_MODE_WORDS = {"readonly", "ro", "read", "rw", "readwrite", "write", "writable", "writeable"}
 _VOLUME_EXAMPLE = "`volume: <name> <mount_path>`, e.g. `volume: training-data data`"
 _ROOTS_TEXT = "/tmp/, /mnt/, /opt/, /home/ or /data/"
 
@@ -48,6 +54,7 @@ class VolumeSpec:
     name_template: str
     mount_path: str
     line: int
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class ResolvedMount:
     name: str
     mount_path: str
     line: int
+    read_only: bool = False
 
 
 def language_for_filename(name: str) -> str:
@@ -210,6 +218,26 @@ def _normalise_mount_path(raw: str, sandbox: bool, line: int) -> str:
     return norm
 
 
+def _mount_mode(template: str, raw_path: str, line: int) -> tuple[str, bool]:
+    """Split a trailing `(read-only)` off the mount path; refuse near misses like `(ro)` or `(readonly)`."""
+    if raw_path == READ_ONLY:
+        raise AnnotationError(
+            f"volume {template!r} has no mount path before `{READ_ONLY}`; write "
+            f"`volume: {template[:60]} <mount_path> {READ_ONLY}`, e.g. `volume: {template[:60]} data {READ_ONLY}`",
+            line=line,
+        )
+    if raw_path.endswith(" " + READ_ONLY) or raw_path.endswith("\t" + READ_ONLY):
+        return raw_path[:-len(READ_ONLY)].rstrip(), True
+    typo = _MODE_TYPO_RE.search(raw_path)
+    if typo and re.sub(r"[^a-z]", "", typo.group("mode").lower()) in _MODE_WORDS:
+        raise AnnotationError(
+            f"unknown mount mode `({typo.group('mode')})`; write exactly `{READ_ONLY}` after the mount path for a "
+            "read-only mount, or nothing for the mode your access gives (read-write if you may write)",
+            line=line,
+        )
+    return raw_path, False
+
+
 def _leading_comments(content: str, prefix: str) -> list[tuple[int, str]]:
     """Return (line number, text after the prefix, stripped) for the leading comment block."""
     comments = []
@@ -263,6 +291,7 @@ def parse(content: str, language: str) -> ScriptAnnotations:
             raise AnnotationError(f"`volume:` needs a name and a mount path; write {_VOLUME_EXAMPLE}", line=number)
         template, raw_path = match.group(1), (match.group(2) or "").strip()
         _check_template(template, number)
+        raw_path, read_only = _mount_mode(template, raw_path, number)
         if not raw_path:
             raise AnnotationError(
                 f"volume {template!r} has no mount path; write `volume: {template[:60]} <mount_path>`, "
@@ -295,7 +324,7 @@ def parse(content: str, language: str) -> ScriptAnnotations:
                     f"volume name {template!r} is already declared on line {other.line}; declare each volume once",
                     line=number,
                 )
-        volumes.append(VolumeSpec(template, mount_path, number))
+        volumes.append(VolumeSpec(template, mount_path, number, read_only))
     return ScriptAnnotations(volumes=tuple(volumes), sandbox=sandbox)
 
 
@@ -362,7 +391,7 @@ def resolve(annotations: ScriptAnnotations, workspace: str, args: dict) -> list[
                 "(names ignore case); each volume can be mounted once, change the arguments or the annotation",
                 line=spec.line,
             )
-        mount = ResolvedMount(name, spec.mount_path, spec.line)
+        mount = ResolvedMount(name, spec.mount_path, spec.line, spec.read_only)
         seen[name.lower()] = mount
         mounts.append(mount)
     return mounts

@@ -20,4 +20,39 @@ def check_volumes_settings(app_configs, **kwargs):
                 id="volumes.E002",
             )
         )
+    from .runner import network
+
+    try:
+        network.check_mode(conf.get("SANDBOX_NETWORK"))
+        network.parse_networks(conf.get("SANDBOX_ALLOW_NETWORKS"))
+    except network.NetworkUnavailable as exc:
+        errors.append(checks.Error(str(exc), id="volumes.E003"))
+    errors += _sandbox_warnings()
     return errors
+
+
+def _sandbox_warnings() -> list:
+    """Settings this machine cannot honour: every affected job would fail (never run less isolated)."""
+    import os
+
+    from .runner import network, sandbox
+
+    warnings = []
+    if conf.get("SANDBOX_ALL"):
+        try:
+            sandbox.nsjail_binary()
+        except sandbox.SandboxUnavailable as exc:
+            warnings.append(checks.Warning(
+                f"VOLUMES_SANDBOX_ALL is on but this machine cannot run the sandbox ({exc}); every job it "
+                "runs will fail", id="volumes.W001"))
+    if conf.get("SANDBOX_NETWORK") == "internet":
+        try:
+            if os.geteuid() != 0:
+                raise network.NetworkUnavailable("the worker is not root")
+            for tool in ("ip", "nft", "pasta"):
+                network._tool(tool)
+        except network.NetworkUnavailable as exc:
+            warnings.append(checks.Warning(
+                f"VOLUMES_SANDBOX_NETWORK=internet cannot work on this machine ({exc}); every sandboxed job "
+                "it runs will fail", id="volumes.W002"))
+    return warnings

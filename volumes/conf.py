@@ -16,12 +16,42 @@ DEFAULTS: dict[str, Any] = {
     "MAX_VOLUMES_PER_WORKSPACE": None,
     "MAX_FILE_SIZE": None,
     "CACHE_MAX_BYTES": 10 * 1024**3,
+    # How long a job that holds a volume's lease waits for another process of its machine to let go of
+    # the volume's local cache (a stopped or hung job) before it uses a private copy instead.
+    "CACHE_LOCK_WAIT": 30.0,
     "TRANSFER_THREADS": 8,
     "HISTORY_KEEP_GENERATIONS": 50,
     "HISTORY_KEEP_DAYS": 30,
+    "GC_GRACE": 3600.0,
+    # Days a deleted volume stays in the workspace's trash (restorable) before GC removes its objects.
+    "TRASH_DAYS": 7.0,
     "WORKER_NAME": "",
-    "SANDBOX_NETWORK": True,
+    "SANDBOX_NETWORK": "none",
+    "SANDBOX_ALLOW_NETWORKS": [],
     "JOB_TIMEOUT": 3600.0,
+    # A job's log keeps its first and last half of this many bytes, with a note of what was cut between.
+    "JOB_LOG_MAX_BYTES": 1024 * 1024,
+    # Bytes a caller without a login (no session, no token) may send; more is refused before reading.
+    "ANONYMOUS_BODY_MAX_BYTES": 64 * 1024,
+    "JOB_ENV_ALLOW": [],
+    "SANDBOX_ALL": False,
+    "JOB_UIDS": "",
+    # Filesystem storage roots that workspace admins may pick: <STORAGE_BASE_DIR>/<workspace id>/...
+    # (None: DATA_DIR/storage). Superusers and the command line may use any folder.
+    "STORAGE_BASE_DIR": None,
+    # Hosts, IP addresses or networks (CIDR) that storage endpoints may use although they are
+    # loopback or link-local (refused otherwise), e.g. ["127.0.0.1"] for a local MinIO.
+    "STORAGE_ALLOWED_HOSTS": (),
+    # Seconds a push or pull keeps retrying a storage that is down (refused, timeouts, 5xx).
+    "STORAGE_RETRY_FOR": 60.0,
+    # /metrics and the details of /healthz: staff, `Authorization: Bearer <MONITORING_TOKEN>`, or a
+    # REMOTE_ADDR in one of these networks (e.g. ["10.0.0.0/8"] for the Prometheus server).
+    # Seconds the presigned URLs given to agent workers stay valid (0: agents always use the proxy), and
+    # storages (names or kinds, "*" for all) whose blobs agents always move through the server.
+    "PRESIGN_SECONDS": 300.0,
+    "AGENT_PROXY_STORAGES": (),
+    "MONITORING_TOKEN": "",
+    "MONITORING_ALLOW_NETWORKS": (),
 }
 
 EDITION_LIMITS = {
@@ -33,6 +63,11 @@ EDITION_LIMITS = {
 def get(name: str) -> Any:
     """One VOLUMES setting, read at call time so tests can override settings."""
     return {**DEFAULTS, **getattr(settings, "VOLUMES", {})}[name]
+
+
+def storage_base_dir() -> Path:
+    base = get("STORAGE_BASE_DIR")
+    return Path(base) if base else Path(get("DATA_DIR")) / "storage"
 
 
 def edition() -> str:

@@ -48,14 +48,33 @@ class PermissionDenied(VolumesError):
     status = 403
 
 
+class InvalidSize(VolumesError):
+    """A size that is not a whole number of bytes >= 0 (or a human size like "10 GB")."""
+
+    code = "invalid_size"
+
+
 class LimitExceeded(VolumesError):
     code = "limit_exceeded"
     status = 413
 
 
+class LengthRequired(VolumesError):
+    """A body sent without a Content-Length that this server cannot read to its end."""
+
+    code = "length_required"
+    status = 411
+
+
 class Conflict(VolumesError):
     code = "conflict"
     status = 409
+
+
+class VolumeInTrash(Conflict):
+    """The name belongs to a volume in the workspace's trash: restore it or delete it for good first."""
+
+    code = "volume_in_trash"
 
 
 class LeaseHeld(Conflict):
@@ -68,6 +87,12 @@ class LeaseLost(Conflict):
     """Our lease expired or was taken over; nothing was committed."""
 
     code = "lease_lost"
+
+
+class JobFinished(LeaseLost):
+    """The job already finished: its key may not change or read anything any more."""
+
+    code = "job_finished"
 
 
 class LeaseTimeout(Conflict):
@@ -84,14 +109,60 @@ class StorageUnavailable(VolumesError):
 
     code = "storage_unavailable"
     status = 503
+    # Why, for callers that decide what to do: retry (TRANSIENT) or give up and say which part failed.
+    REASONS = ("unreachable", "timeout", "server_error", "denied", "no_bucket", "other")
+    TRANSIENT = frozenset({"unreachable", "timeout", "server_error"})
+    reason = "other"  # also for instances rebuilt from an API answer (volumes.agent.client.error_from_response)
+    detail = ""
 
-    def __init__(self, storage: str, detail: str) -> None:
+    def __init__(self, storage: str, detail: str, reason: str = "other") -> None:
+        assert reason in self.REASONS, reason
         self.storage = storage
+        self.detail = detail
+        self.reason = reason
         super().__init__(
             f"storage {storage!r} is unavailable: {detail}. "
             "Check that it is running and its credentials in Settings > Storage, then retry.",
-            storage=storage,
+            storage=storage, reason=reason,
         )
+
+    @property
+    def transient(self) -> bool:
+        """A blip (connection refused, timeout, 5xx) that a retry may get past; others fail at once."""
+        return self.reason in self.TRANSIENT
+
+
+class ServerUnavailable(StorageUnavailable):
+    """An agent or the CLI cannot talk to the server; the message names the real cause
+    (unreachable, https redirect, TLS handshake, timeout), not a storage."""
+
+    code = "server_unavailable"
+
+    def __init__(self, detail: str, reason: str = "unreachable") -> None:
+        assert reason in self.REASONS, reason
+        self.storage, self.detail, self.reason = "server", detail, reason
+        VolumesError.__init__(self, detail, storage="server")
+
+
+class TokenRefused(VolumesError):
+    """The server does not accept the API token (wrong, deleted, or its user is inactive)."""
+
+    code = "token_refused"
+    status = 401
+
+
+class StorageRefused(VolumesError):
+    """A storage setting that this installation does not allow (a folder outside the base, a local endpoint)."""
+
+    code = "storage_refused"
+    status = 400
+
+
+class StorageCheckFailed(VolumesError):
+    """Saving or testing a storage failed at one step; the message says which, never what exists there."""
+
+    code = "storage_check_failed"
+    status = 400
 
 
 class BlobMissing(VolumesError):
@@ -110,3 +181,20 @@ class IntegrityError(VolumesError):
 
 class JobFailed(VolumesError):
     code = "job_failed"
+
+
+def public_error(exc: VolumesError, sees_storage) -> tuple[str, dict]:
+    """The message and details a caller may see. Storage errors name server paths, endpoints and
+    object keys: only those who configure storage (workspace admins, staff) see them; others get
+    what happened and whom to ask. The full error is logged either way. `sees_storage` may be a
+    callable, asked only for storage errors."""
+    if not isinstance(exc, (BlobMissing, StorageUnavailable)) or (sees_storage() if callable(sees_storage)
+                                                                   else sees_storage):
+        return exc.message, exc.details
+    import logging
+
+    logging.getLogger("volumes").warning("%s (shown to the caller without storage details)", exc.message)
+    if isinstance(exc, BlobMissing):
+        return ("stored data of this volume is missing from its storage; ask a workspace admin to check "
+                "and repair the volume", {})
+    return "the volume's storage is unavailable right now; retry later, or tell a workspace admin", {}

@@ -1,6 +1,6 @@
 """Who may do what with a volume. The only module that speaks django-guardian.
 
-Rules (DESIGN.md): workspace admins always have full access; the owner has full access;
+Rules (README, Policies > Permissions): workspace admins always have full access; the owner has full access;
 shares to users or groups give `read` (read-only) or `write` (read-write), and a read plus a
 write share give write; a volume with no shares is open (read-write) to every member.
 Delete: owner, writers, admins. Share: owner and admins. Non-members see nothing (404).
@@ -17,10 +17,11 @@ from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
 from .exceptions import NotFound, PermissionDenied
-from .models import Membership, Volume, Workspace
+from .models import Job, Membership, Volume, Workspace
 
 READ, WRITE = "read", "write"
 PERMS = {READ: "read_volume", WRITE: "write_volume"}
+NEEDS = ("see", "write", "delete", "share", "quota")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ def role(user, workspace: Workspace | str) -> str | None:
 
 def workspace_for(user, workspace_id: str) -> tuple[Workspace, str]:
     """The workspace and the caller's role; NotFound for non-members so names never leak."""
+    if isinstance(workspace_id, str) and "\x00" in workspace_id:  # no id holds a NUL, and PostgreSQL refuses one even in a lookup
+        raise NotFound(f"workspace {workspace_id!r} not found")
     workspace = Workspace.objects.filter(pk=workspace_id).first()
     user_role = role(user, workspace_id) if workspace else None
     if user_role is None:
@@ -117,13 +120,14 @@ def access_many(user, volumes: list[Volume]) -> dict[int, Access]:
     return {v.pk: _level(user, v, user_role, v.pk in shared, checker) for v in volumes}
 
 
-def volume_for(user, workspace_id: str, name: str) -> tuple[Volume, Access]:
+def volume_for(user, workspace_id: str, name: str, need: str = "see") -> tuple[Volume, Access]:
     """The named volume and the caller's access; NotFound for non-members and missing volumes,
-    PermissionDenied for members without a share on a shared volume."""
+    PermissionDenied for members without a share on a shared volume or without the `need`ed right."""
+    assert need in NEEDS, need
     workspace, _ = workspace_for(user, workspace_id)
     if "\x00" in name:  # no name holds a NUL, and PostgreSQL refuses one even in a lookup
         raise NotFound(f"volume {name!r} not found in workspace {workspace_id!r}")
-    volume = Volume.objects.filter(workspace=workspace, name__iexact=name).select_related("owner").first()
+    volume = Volume.objects.named(workspace, name).select_related("owner").first()
     if volume is None:
         raise NotFound(f"volume {name!r} not found in workspace {workspace_id!r}")
     rights = access(user, volume)
@@ -131,7 +135,63 @@ def volume_for(user, workspace_id: str, name: str) -> tuple[Volume, Access]:
         raise PermissionDenied(
             f"you have no share on volume {name!r}; ask its owner or a workspace admin to share it with you"
         )
+    require(rights, volume, need)
     return volume, rights
+
+
+def require(rights: Access, volume: Volume, need: str) -> None:
+    """PermissionDenied unless `rights` allow `need` on `volume`: one wording for the API, the
+    dashboard and the CLI."""
+    if need == "write" and not rights.can_write:
+        raise PermissionDenied(
+            f"you have read-only access to volume {volume.name!r}; ask its owner or an admin for write access"
+        )
+    if need == "delete" and not rights.can_delete:
+        raise PermissionDenied(f"you may not delete volume {volume.name!r}; its owner, writers and admins can")
+    if need == "quota" and not rights.can_share:
+        raise PermissionDenied(f"only the owner of volume {volume.name!r} and workspace admins can change its size "
+                               "limit")
+    if need == "share" and not rights.can_share:
+        raise PermissionDenied(f"only the owner of volume {volume.name!r} and workspace admins can share it")
+
+
+# Jobs -----------------------------------------------------------------------------------------
+
+def visible_jobs(user, workspace: Workspace):
+    """Admins see every job of the workspace; members see their own."""
+    qs = Job.objects.filter(workspace=workspace)
+    if role(user, workspace) != Membership.Role.ADMIN:
+        qs = qs.filter(user=user)
+    return qs
+
+
+def job_for(user, workspace: Workspace, job_id: int) -> Job:
+    """A job the caller may see, or NotFound (a job of someone else is as good as missing)."""
+    job = visible_jobs(user, workspace).filter(pk=job_id).select_related("user").first()
+    if job is None:
+        raise NotFound(f"job {job_id} not found in workspace {workspace.pk!r}")
+    return job
+
+
+# Accounts -------------------------------------------------------------------------------------
+
+def sees_storage(user, workspace_id: str | None) -> bool:
+    """Workspace admins and staff see storage details in errors."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    if not workspace_id or "\x00" in workspace_id:
+        return False
+    return role(user, workspace_id) == Membership.Role.ADMIN
+
+
+def can_get_password_link(workspace: Workspace, user) -> bool:
+    """A set-password link is for someone who never set a password and belongs to this workspace
+    only: an admin here must not be able to take over an account that other workspaces use."""
+    if user.has_usable_password() or user.is_staff or user.is_superuser:
+        return False
+    return not Membership.objects.filter(user=user).exclude(workspace=workspace).exists()
 
 
 # Shares ---------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from django.db import connection
 
 from volumes.models import Job, Volume, VolumeCommit
 from volumes.permissions import set_share
-from volumes.services.jobs import job_run, job_submit
+from volumes.runner.run import job_run
+from volumes.services.jobs import job_submit
 
 from ..engine.helpers import ROOT
 
@@ -79,12 +80,12 @@ def agent(live_server, cast, tmp_path, storage_root):
         AGENT_FORBIDDEN_ROOT=str(storage_root),
     )
 
-    def start(*extra: str, workspaces=("acme",), token=token) -> subprocess.Popen:
+    def start(*extra: str, workspaces=("acme",), token=token, environ=None) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "manage.py", "agent_worker", "--server", live_server.url, "--token", token,
              *[arg for ws in workspaces for arg in ("--workspace", ws)], "--cache-dir", str(tmp_path / "agent-cache"), "--name", "agent-1", "--once",
              *extra],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT, env={**env, **(environ or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
     def run(*extra: str, timeout: float = 60, ok: bool = True, **options) -> subprocess.CompletedProcess:
@@ -120,6 +121,18 @@ def test_a_counter_persists_across_two_jobs_run_by_an_agent(agent, workspace, ca
     assert (commit.job_id, commit.user.username) == (second.pk, "owner")
 
 
+def test_an_agent_pushes_an_empty_file(agent, workspace, cast):
+    """The agent uploads an empty blob with a Content-Length: a chunked body is refused by servers
+    that cannot read one (411), such as this live server."""
+    job = job_submit(workspace, cast["owner"], "python",
+                     "# volume: training-data state\ndef main():\n    open('state/empty.txt', 'w').close()\n",
+                     enqueue=False)
+    agent()
+    job.refresh_from_db()
+    assert job.status == "success", job.log
+    assert Volume.objects.get(name="training-data").file_count == 1
+
+
 def test_a_read_only_share_runs_on_an_agent_but_nothing_is_synced_back(agent, workspace, cast, volume, settings,
                                                                        cache_root):
     settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": cache_root}
@@ -128,11 +141,44 @@ def test_a_read_only_share_runs_on_an_agent_but_nothing_is_synced_back(agent, wo
     as_reader = submit(workspace, cast["reader"])
     agent()
     as_reader.refresh_from_db()
-    assert (as_reader.status, as_reader.result) == ("success", 2), as_reader.log
+    if os.geteuid() == 0:  # a job user of its own: the volume is mounted read-only, the write fails
+        assert as_reader.status == "failure" and "Read-only file system" in as_reader.error, as_reader.log
+    else:  # the job runs as the worker: it writes 2, which is discarded
+        assert (as_reader.status, as_reader.result) == ("success", 2), as_reader.log
     assert as_reader.mounts.get().mode == "ro"
     volume.refresh_from_db()
     assert volume.generation == 1  # the reader's 2 was not kept
     assert job_run(submit(workspace, cast["owner"]).pk).result == 2
+
+
+def test_an_agent_reader_pins_and_runs_while_a_writer_holds_the_lease(agent, workspace, cast, volume, settings,
+                                                                     cache_root):
+    from volumes.engine import leases
+    from volumes.models import VolumePin
+
+    settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": cache_root}
+    assert job_run(submit(workspace, cast["owner"]).pk).result == 1  # generation 1 holds count.txt = 1
+    set_share(volume, cast["reader"], "read")
+    writer = leases.acquire(volume.pk, "a writer elsewhere")
+    try:
+        shared = submit(workspace, cast["reader"])
+        asked = job_submit(workspace, cast["owner"], "python",
+                           "# volume: training-data state (read-only)\ndef main():\n"
+                           "    return open('state/count.txt').read()\n", enqueue=False)
+        agent(timeout=60)
+        agent(timeout=60)
+    finally:
+        leases.release(writer)
+    shared.refresh_from_db(), asked.refresh_from_db()
+    if os.geteuid() == 0:  # a job user of its own: the volume is mounted read-only, it read 1, its write failed
+        assert shared.status == "failure" and "Read-only file system" in shared.error, shared.log
+    else:
+        assert (shared.status, shared.result) == ("success", 2), shared.log  # read 1, its 2 discarded
+    assert (asked.status, asked.result) == ("success", "1"), asked.log
+    for job in (shared, asked):
+        assert "pinned generation 1 of training-data (read-only, no lease)" in job.log
+        assert (job.mounts.get().mode, job.mounts.get().base_generation) == ("ro", 1)
+    assert Volume.objects.get(pk=volume.pk).generation == 1 and not VolumePin.objects.exists()
 
 
 def test_an_agent_without_database_or_storage_access_reports_a_failing_job(agent, workspace, cast):
@@ -150,7 +196,7 @@ def test_an_agent_without_database_or_storage_access_reports_a_failing_job(agent
 
 def test_an_agent_waits_for_a_volume_an_in_process_worker_holds(agent, workspace, cast, settings, cache_root):
     settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": cache_root}
-    slow = submit(workspace, cast["owner"], pause=3)
+    slow = submit(workspace, cast["owner"], pause=8)  # outlasts the agent's start on a loaded machine
 
     def run_slow():
         try:
@@ -171,7 +217,7 @@ def test_an_agent_waits_for_a_volume_an_in_process_worker_holds(agent, workspace
     assert proc.returncode == 0, err[-3000:]
     slow.refresh_from_db(), queued.refresh_from_db()
     assert (slow.result, queued.result) == (1, 2), queued.log
-    assert f"held by {slow.worker} job {slow.pk}" in queued.log
+    assert f"held by job {slow.pk} on {slow.worker}" in queued.log
     assert queued.script_started_at >= slow.script_finished_at  # never both at once
 
 
@@ -183,7 +229,7 @@ def test_a_bad_token_is_refused_clearly(live_server, workspace):
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1
-    assert "refused the token" in result.stderr and "Invalid token" in result.stderr
+    assert "refused the API token" in result.stderr and "Invalid token" in result.stderr
 
 
 def test_without_workspace_an_agent_serves_every_workspace_its_user_may_run_agents_in(agent, workspace, cast,
@@ -204,3 +250,37 @@ def test_without_workspace_an_agent_serves_every_workspace_its_user_may_run_agen
     member_token = Token.objects.create(user=cast["member"]).key
     refused = agent(workspaces=(), token=member_token, ok=False)
     assert "may not run agent workers in any workspace" in refused.stderr
+
+
+def test_an_agent_job_whose_second_volume_fails_commits_neither(agent, workspace, cast):
+    workspace.max_volume_size = 1000
+    workspace.save()
+    job = job_submit(workspace, cast["owner"], "python",
+                     "# volume: alpha a\n# volume: beta b\ndef main():\n"
+                     "    open('a/small.txt', 'w').write('small')\n    open('b/big.txt', 'w').write('x' * 5000)\n",
+                     enqueue=False)
+    agent()
+    job.refresh_from_db()
+    assert job.status == "failure" and "over its limit" in job.error, job.log
+    assert dict(Volume.objects.values_list("name", "generation")) == {"alpha": 0, "beta": 0}
+    workspace.max_volume_size = None
+    workspace.save()
+    both = job_submit(workspace, cast["owner"], "python", job.content, enqueue=False)
+    agent()
+    both.refresh_from_db()
+    assert both.status == "success", both.log
+    assert dict(Volume.objects.values_list("name", "generation")) == {"alpha": 1, "beta": 1}
+
+
+def test_a_job_on_an_agent_sees_only_its_own_variables_and_the_agents_allow_listed_ones(agent, workspace, cast):
+    script = "# volume: training-data data\nimport os\ndef main():\n    return dict(os.environ)\n"
+    job = job_submit(workspace, cast["owner"], "python", script, enqueue=False)
+    agent(environ={"VOLUMES_JOB_ENV_ALLOW": "HTTPS_PROXY", "HTTPS_PROXY": "http://proxy.example:3128",
+                   "AWS_SECRET_ACCESS_KEY": "agent-aws-secret", "VOLUMES_AGENT_TOKEN": "agent-token-secret"})
+    job.refresh_from_db()
+    assert job.status == "success", job.log
+    env = job.result
+    assert set(env) == {"PATH", "HOME", "LANG", "TZ", "TMPDIR", "HTTPS_PROXY", "VOLUMES_JOB_ID", "VOLUMES_WORKSPACE",
+                        "VOLUMES_USER", "VOLUMES_MOUNTS"}, sorted(env)
+    assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["VOLUMES_USER"] == "owner"
+    assert env["VOLUMES_JOB_ID"] == str(job.pk) and env["VOLUMES_WORKSPACE"] == "acme"

@@ -3,12 +3,13 @@ import hashlib
 import json
 
 import pytest
-from django.contrib.auth.models import Group
+from prometheus_client import REGISTRY
 
 from volumes.engine import leases
 from volumes.models import Job, Volume, VolumeCommit
 from volumes.permissions import set_share
 from volumes.services.jobs import job_submit
+from volumes.services.workspaces import agent_role_grant
 
 from .helpers import seed
 
@@ -90,23 +91,29 @@ def test_claim_answers_204_when_nothing_is_queued_and_skips_jobs_that_fail_to_pr
     assert bad.status == "failure" and "line 1" in bad.error
 
 
-def test_only_admins_and_members_of_the_agents_group_may_run_agents(client_for, workspace, cast):
+def test_only_admins_and_members_with_the_agent_role_may_run_agents(client_for, workspace, cast):
     job_submit(workspace, cast["owner"], "python", "def main(): pass\n", enqueue=False)
     refused = claim(client_for("writer"))
-    assert refused.status_code == 403 and "agents" in refused.json()["detail"]
+    assert refused.status_code == 403 and "agent role" in refused.json()["detail"]
     assert claim(client_for("outsider")).status_code == 404
     assert claim(client_for(None)).status_code == 401
-    Group.objects.create(name="agents").user_set.add(cast["writer"])
+    agent_role_grant(workspace, cast["writer"])
     assert claim(client_for("writer")).status_code == 200
 
 
 def test_only_the_agent_that_claimed_a_job_may_act_on_it(claimed, client_for, cast):
     other = client_for("writer")
-    Group.objects.create(name="agents").user_set.add(cast["writer"])
+    agent_role_grant(claimed_workspace(), cast["writer"])
     for api, headers in [(other, claimed.h), (claimed.api, {}), (claimed.api, {"HTTP_X_JOB_KEY": "forged"})]:
         response = api.post(claimed.mount("lease/"), {"holder": "x"}, format="json", **headers)
         assert response.status_code == 403, response.content
     assert Volume.objects.get(name="training-data").lease_token == 1  # only the seed's lease
+
+
+def claimed_workspace():
+    from volumes.models import Workspace
+
+    return Workspace.objects.get(pk="acme")
 
 
 def test_a_full_push_through_the_endpoints(claimed, volume):
@@ -119,10 +126,17 @@ def test_a_full_push_through_the_endpoints(claimed, volume):
     missing = claimed.api.post(claimed.mount("blobs/missing/"), {"token": token, "hashes": [sha(new), sha(b"old")]},
                                format="json", **claimed.h)
     assert missing.json() == {"missing": [sha(new)]}
+    proxied = {d: REGISTRY.get_sample_value("volumes_agent_proxy_bytes_total", {"direction": d}) or 0
+               for d in ("upload", "download")}
     assert claimed.put_blob(token, new).status_code == 201
     assert claimed.put_blob(token, new).json() == {"stored": False}  # written once, never overwritten
     blob = claimed.api.get(claimed.mount(f"blobs/{sha(new)}?token={token}"), **claimed.h)
     assert b"".join(blob.streaming_content) == new
+    # Both transfers went through this server: the metrics count them as agent proxy bytes.
+    assert REGISTRY.get_sample_value("volumes_agent_proxy_bytes_total", {"direction": "upload"}) >= \
+        proxied["upload"] + len(new)
+    assert REGISTRY.get_sample_value("volumes_agent_proxy_bytes_total", {"direction": "download"}) == \
+        proxied["download"] + len(new)
     entries = [file_entry("new.txt", new, 2), file_entry("old.txt", b"old", 1)]
     committed = claimed.commit(token, 1, entries)
     assert committed.status_code == 200, committed.json()
@@ -201,3 +215,107 @@ def test_the_manifest_document_round_trips(claimed):
     from volumes.engine.manifest import Manifest
 
     assert Manifest.from_json(json.dumps(doc).encode()).entries["old.txt"].size == 3
+
+
+TWO = "# volume: alpha a\n# volume: beta b\ndef main():\n    return 1\n"
+
+
+def test_a_batch_commit_of_two_volumes_commits_both_or_neither(agent, workspace, cast):
+    job_submit(workspace, cast["owner"], "python", TWO, enqueue=False)
+    job = Job_(agent, claim(agent).json())
+    tokens = {}
+    for name in ("alpha", "beta"):
+        response = agent.post(f"{job.base}volumes/{name}/lease/", {"holder": "agent w1", "wait": 0}, format="json",
+                              **job.h)
+        tokens[name] = response.json()["token"]
+        blob = name.encode()
+        put = agent.generic("PUT", f"{job.base}volumes/{name}/blobs/{sha(blob)}?token={tokens[name]}", blob,
+                            content_type="application/octet-stream", **job.h)
+        assert put.status_code == 201
+
+    def batch(beta_parent):
+        volumes = [{"name": name, "token": tokens[name], "parent": parent,
+                    "manifest": {"format": 1, "generation": parent + 1,
+                                 "entries": [file_entry(f"{name}.txt", name.encode())]}}
+                   for name, parent in (("alpha", 0), ("beta", beta_parent))]
+        return job.post("commit/", {"volumes": volumes})
+
+    conflict = batch(beta_parent=3)
+    assert conflict.status_code == 409, conflict.json()
+    assert dict(Volume.objects.values_list("name", "generation")) == {"alpha": 0, "beta": 0}
+    assert not VolumeCommit.objects.exists()
+    ok = batch(beta_parent=0)
+    assert ok.status_code == 200, ok.json()
+    assert [row["generation"] for row in ok.json()["committed"]] == [1, 1]
+    assert dict(Volume.objects.values_list("name", "generation")) == {"alpha": 1, "beta": 1}
+
+
+def test_an_agent_cannot_reuse_a_known_blob_under_a_false_size_to_slip_past_the_cap(agent, volume, cast, workspace):
+    big = b"b" * 900 * 1024
+    seed(volume, {"big.bin": big}, user=cast["owner"])
+    workspace.max_volume_size = 1024 * 1024
+    workspace.save(update_fields=["max_volume_size"])
+    job_submit(workspace, cast["owner"], "python", SCRIPT, enqueue=False)
+    job = Job_(agent, claim(agent).json())
+    token = job.acquire().json()["token"]
+    copies = [{**file_entry(f"copy-{i}.bin", big, 2), "size": 1} for i in range(5)]  # 4.5 MiB claimed as 5 bytes
+    lying = job.commit(token, 1, [file_entry("big.bin", big, 1), *copies])
+    assert lying.status_code == 400 and lying.json()["error"] == "integrity_error", lying.json()
+    assert "921,600 bytes" in lying.json()["detail"]
+    honest = job.commit(token, 1, [file_entry("big.bin", big, 1), file_entry("copy.bin", big, 2)])
+    assert honest.status_code == 413  # over the cap, said as such
+    assert Volume.objects.get(pk=volume.pk).generation == 1
+
+
+def test_a_read_only_job_pins_reads_renews_and_releases_while_another_holds_the_lease(agent, volume, cast):
+    from volumes.models import VolumePin
+
+    data = b"old"
+    seed(volume, {"old.txt": data}, user=cast["owner"])
+    set_share(volume, cast["reader"], "read")
+    job_submit(volume.workspace, cast["reader"], "python", SCRIPT, enqueue=False)
+    job = Job_(agent, claim(agent).json())
+    writer = leases.try_acquire(volume.pk, "celery-3 job 77")
+    pin = job.api.post(job.mount("pin/"), {"holder": "agent w1"}, format="json", **job.h)
+    assert pin.status_code == 200, pin.content
+    pin = pin.json()
+    assert (pin["generation"], pin["token"], pin["volume_name"]) == (1, 0, "training-data")
+    manifest = job.api.get(job.mount(f"manifest/?pin={pin['pin_id']}&generation=1"), **job.h)
+    assert [e["path"] for e in manifest.json()["entries"]] == ["old.txt"]
+    blob = job.api.get(job.mount(f"blobs/{sha(data)}?pin={pin['pin_id']}"), **job.h)
+    assert b"".join(blob.streaming_content) == data
+    other_generation = job.api.get(job.mount(f"manifest/?pin={pin['pin_id']}&generation=2"), **job.h)
+    assert other_generation.status_code == 409 and "holds generation 1" in other_generation.json()["detail"]
+    assert job.post("volumes/training-data/pin/renew/", {"pin": pin["pin_id"]}).json() == {"ok": True}
+    assert job.put_blob(0, b"x").status_code == 403  # a pin never writes
+    assert job.post("volumes/training-data/pin/release/", {"pin": pin["pin_id"]}).json() == {"released": True}
+    assert not VolumePin.objects.exists() and leases.current_holder(volume.pk).holder == "celery-3 job 77"
+    gone = job.post("volumes/training-data/pin/renew/", {"pin": pin["pin_id"]})
+    assert gone.status_code == 409 and gone.json()["error"] == "lease_lost" and "pin again" in gone.json()["detail"]
+    stale = job.api.get(job.mount(f"blobs/{sha(data)}?pin={pin['pin_id']}"), **job.h)
+    assert stale.status_code == 409
+    leases.release(writer)
+
+
+def test_pin_endpoints_check_the_claim_and_refuse_bad_input_as_json(claimed, client_for, cast):
+    pin = claimed.api.post(claimed.mount("pin/"), {"holder": "agent w1"}, format="json", **claimed.h).json()
+    outsider = client_for("outsider").post(claimed.mount("pin/"), {"holder": "x"}, format="json", **claimed.h)
+    assert outsider.status_code == 404
+    forged = claimed.api.post(claimed.mount("pin/"), {"holder": "x"}, format="json", HTTP_X_JOB_KEY="forged")
+    assert forged.status_code == 403 and forged.json()["error"] == "permission_denied"
+    anonymous = client_for(None).post(claimed.mount("pin/"), {"holder": "x"}, format="json", **claimed.h)
+    assert anonymous.status_code == 401
+    missing = claimed.api.post(claimed.base + "volumes/other-volume/pin/", {"holder": "x"}, format="json",
+                               **claimed.h)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    for body in ({}, {"pin": "1"}, {"pin": 0}):
+        bad = claimed.post("volumes/training-data/pin/renew/", body)
+        assert bad.status_code == 400 and "pin" in json.dumps(bad.json()), bad.content
+    bad_query = claimed.api.get(claimed.mount("manifest/?pin=x&generation=1"), **claimed.h)
+    assert bad_query.status_code == 400 and "?pin=N" in bad_query.json()["detail"]
+    claimed.post("finish/", {"status": "success", "result": None, "error": ""})
+    from volumes.models import VolumePin
+
+    assert not VolumePin.objects.exists()  # finishing drops the job's pins
+    released = claimed.post("volumes/training-data/pin/release/", {"pin": pin["pin_id"]})
+    assert released.json() == {"released": False}

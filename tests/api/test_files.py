@@ -185,3 +185,70 @@ def test_symlinks_are_listed_with_their_target_and_never_followed(owner_api, vol
     response = owner_api.get(V + "files/link")
     assert response.status_code == 400 and "symlink" in response.json()["detail"]
     assert b"root:" not in response.content
+
+
+def test_prune_drops_old_generations_from_history_for_those_who_may_delete(owner_api, client_for, volume, cast):
+    from volumes.permissions import set_share
+
+    seed(volume, {"a.txt": b"v1", "b.txt": b"v2", "c.txt": b"v3"}, user=cast["owner"])
+    set_share(volume, cast["reader"], "read")
+    assert client_for("reader").post(V + "history/prune/", {"keep": 1}, format="json").status_code == 403
+    assert owner_api.post(V + "history/prune/", {"keep": 0}, format="json").status_code == 400
+    pruned = owner_api.post(V + "history/prune/", {"keep": 2}, format="json")
+    assert pruned.status_code == 200 and pruned.json() == {"pruned": 1}
+    assert [r["generation"] for r in owner_api.get(V + "history/").json()["results"]] == [3, 2]
+    assert owner_api.post(V + "history/prune/", format="json").json() == {"pruned": 1}  # keep 1 by default
+    assert VolumeCommit.objects.filter(volume=volume).count() == 1
+
+
+def _tar(members) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data, kind in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.SYMTYPE:
+                info.linkname = "/etc/passwd"
+                archive.addfile(info)
+            else:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_a_tar_upload_commits_its_files_as_one_generation(owner_api, volume):
+    import tarfile
+
+    body = _tar([("a.txt", b"alpha", tarfile.REGTYPE), ("sub/b.txt", b"beta", tarfile.REGTYPE)])
+    response = owner_api.generic("POST", f"/api/w/acme/volumes/{volume.name}/upload/?folder=in", body,
+                                 content_type="application/x-tar")
+    assert response.status_code == 201, response.json()
+    assert response.json() == {"generation": 1, "files": 2}
+    volume.refresh_from_db()
+    from volumes.services import files
+
+    assert volume.generation == 1 and files.entry_at(volume, "in/sub/b.txt").size == 4
+
+
+@pytest.mark.parametrize("name,kind", [("../escape.txt", b"0"), ("/etc/x", b"0"), ("link", b"2")])
+def test_a_tar_upload_refuses_escapes_and_links(owner_api, volume, name, kind):
+    import tarfile
+
+    body = _tar([("ok.txt", b"fine", tarfile.REGTYPE), (name, b"bad", kind)])
+    response = owner_api.generic("POST", f"/api/w/acme/volumes/{volume.name}/upload/", body,
+                                 content_type="application/x-tar")
+    assert response.status_code == 400, response.json()
+    volume.refresh_from_db()
+    assert volume.generation == 0
+
+
+def test_a_reader_cannot_tar_upload(client_for, volume, cast):
+    from volumes.permissions import set_share
+
+    set_share(volume, cast["reader"], "read")
+    response = client_for("reader").generic("POST", f"/api/w/acme/volumes/{volume.name}/upload/", _tar([]),
+                                            content_type="application/x-tar")
+    assert response.status_code == 403

@@ -2,7 +2,7 @@
 import pytest
 
 from volumes.models import Job
-from volumes.services.jobs import job_run
+from volumes.runner.run import job_run
 
 pytestmark = pytest.mark.django_db
 

@@ -55,9 +55,10 @@ def test_detail_and_delete(owner_api, volume, storage_root, cast):
     assert any(storage_root.rglob("*"))
     response = owner_api.delete(URL + "training-data/")
     assert response.status_code == 204
-    assert not Volume.objects.exists()
-    assert not [p for p in storage_root.rglob("*") if p.is_file()]  # every object under the prefix is gone
+    assert not Volume.objects.exists()  # in the trash (tests/api/test_trash.py)
     assert owner_api.get(URL + "training-data/").status_code == 404
+    assert owner_api.delete("/api/w/acme/trash/training-data/").status_code == 204
+    assert not [p for p in storage_root.rglob("*") if p.is_file()]  # every object under the prefix is gone
 
 
 def test_a_leased_volume_cannot_be_deleted_and_the_answer_names_the_holder(owner_api, volume):

@@ -45,6 +45,10 @@ class Watched:
         self.alerts: list[str] = []
         self.page.on("request", self._request)
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        # A script or style our Content-Security-Policy blocks is reported on the console only.
+        self.csp_violations: list[str] = []
+        self.page.on("console", lambda msg: self.csp_violations.append(msg.text)
+                     if "Content Security Policy" in msg.text else None)
         self.page.on("dialog", self._dialog)
 
     def _request(self, request) -> None:
@@ -78,6 +82,7 @@ class Watched:
 
     def check_clean(self) -> None:
         assert not self.errors, f"JavaScript errors: {self.errors}"
+        assert not self.csp_violations, f"blocked by the Content-Security-Policy: {self.csp_violations}"
         assert not self.alerts, f"unexpected alerts (script injection?): {self.alerts}"
         missing = [(m, u) for m, u, h in self.htmx_requests if not h.get("x-csrftoken")]
         assert not missing, f"htmx requests without X-CSRFToken: {missing}"

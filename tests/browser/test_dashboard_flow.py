@@ -1,6 +1,7 @@
 """The dashboard in a real browser: what a new user does, start to finish."""
 from __future__ import annotations
 
+import io
 import os
 import re
 
@@ -92,7 +93,7 @@ def test_a_new_user_manages_volumes_files_shares_and_deletes(browse, workspace, 
     dialog.get_by_role("button", name="Done").click()
 
     # History: three generations; restore the first (before the drop).
-    page.get_by_role("link", name="History").click()
+    page.get_by_role("link", name="History", exact=True).click()
     expect(page.locator("table.history tbody tr")).to_have_count(2)
     me.shot("06-history")
     page.get_by_role("link", name="#1", exact=True).click()
@@ -114,27 +115,28 @@ def test_a_new_user_manages_volumes_files_shares_and_deletes(browse, workspace, 
     me.shot("08-volumes-table-leased")
 
     # A leased volume: write actions are disabled and deletion is refused naming the holder.
-    page.get_by_role("link", name="research-data").click()
+    row.get_by_role("link", name="research-data").click()
     expect(page.locator("#lease-banner")).to_contain_text("In use by worker-x job 1")
-    expect(page.locator("label[data-write]")).to_have_attribute("aria-disabled", "true")
+    expect(page.locator("label[data-write]").first).to_have_attribute("aria-disabled", "true")
     dialog = open_dialog(page, page.get_by_role("link", name="Delete", exact=True))
     dialog.get_by_label("Type").fill("research-data")
-    dialog.get_by_role("button", name="Delete this volume").click()
+    dialog.get_by_role("button", name="Move to trash").click()
     expect(dialog.locator("[data-refused]")).to_contain_text("in use by worker-x job 1")
     me.shot("09-delete-refused-while-leased")
     page.keyboard.press("Escape")
     assert Volume.objects.filter(pk=volume.pk).exists()
     leases.release(lease)
     expect(page.locator("#lease-banner")).not_to_contain_text("In use", timeout=6000)
-    expect(page.locator("label[data-write]")).not_to_have_attribute("aria-disabled", "true")
+    expect(page.locator("label[data-write]").first).not_to_have_attribute("aria-disabled", "true")
     me.check_clean()
     me.logout()
 
     # The reader sees the volume but cannot delete it or write to it.
     other = browse()
     other.login("reader", "pw-reader-123")
-    expect(other.page.get_by_role("link", name="research-data")).to_be_visible()
-    other.page.get_by_role("link", name="research-data").click()
+    link = other.page.locator("#volume-table").get_by_role("link", name="research-data")
+    expect(link).to_be_visible()
+    link.click()
     expect(other.page.get_by_text("You have read-only access")).to_be_visible()
     expect(other.page.get_by_role("link", name="Delete", exact=True)).to_have_count(0)
     expect(other.page.locator("input[data-upload-input]")).to_have_count(0)
@@ -149,16 +151,24 @@ def test_a_new_user_manages_volumes_files_shares_and_deletes(browse, workspace, 
     volume_create(workspace, "old-scratch", owner=people["owner"])
     page.goto(f"/w/{workspace.pk}/volumes/old-scratch/")
     dialog = open_dialog(page, page.get_by_role("link", name="Delete", exact=True))
-    button = dialog.get_by_role("button", name="Delete this volume")
+    button = dialog.get_by_role("button", name="Move to trash")
     expect(button).to_be_disabled()
     dialog.get_by_label("Type").fill("old-scratch")
     button.click()
     page.wait_for_url(f"**/w/{workspace.pk}/assets/volumes/")
-    expect(page.locator("#toasts")).to_contain_text("Volume old-scratch and its files were deleted")
+    expect(page.locator("#toasts")).to_contain_text("Volume old-scratch was moved to the trash")
     expect(page.get_by_role("link", name="old-scratch")).to_have_count(0)
     assert not Volume.objects.filter(name="old-scratch").exists()
     page.keyboard.press("/")
     expect(page.locator("[data-search]")).to_be_focused()
+    # A careless delete is undone from the Trash: the volume comes back under its name.
+    page.goto(f"/w/{workspace.pk}/assets/trash/")
+    expect(page.locator("tr[data-trashed='old-scratch']")).to_contain_text("by owner")
+    me.shot("10b-trash")
+    page.locator("[data-restore='old-scratch']").click()
+    page.wait_for_url(f"**/w/{workspace.pk}/volumes/old-scratch/")
+    expect(page.locator("#toasts")).to_contain_text("Volume old-scratch was restored")
+    assert Volume.objects.filter(name="old-scratch").exists()
     me.check_clean()
     assert me.htmx_requests and me.upload_requests
 
@@ -174,7 +184,7 @@ def test_a_script_runs_from_the_jobs_page_and_its_volume_commits(browse, workspa
     me = browse()
     page = me.page
     me.login("admin", "pw-admin-123")
-    page.get_by_role("link", name="Jobs").click()
+    page.get_by_role("complementary", name="Main navigation").get_by_role("link", name="Jobs").click()
     expect(page.get_by_text("No runs yet")).to_be_visible()
     me.shot("11-jobs-empty")
     page.get_by_role("link", name="Run a script").first.click()
@@ -200,14 +210,14 @@ def test_a_script_runs_from_the_jobs_page_and_its_volume_commits(browse, workspa
 
     page.get_by_role("link", name="demo-data").first.click()
     expect(page.locator("#file-browser")).to_contain_text(f"job {job.pk}")  # last writer of hello.txt
-    page.get_by_role("link", name="Jobs").click()
+    page.get_by_label("Main navigation").get_by_role("link", name="Jobs").click()
     expect(page.locator("#job-rows")).to_contain_text(f"Job {job.pk}")
     me.shot("14-jobs-list")
 
     page.get_by_role("link", name="Storage").click()
     expect(page.get_by_role("heading", name="Storage", exact=True)).to_be_visible()
     page.get_by_role("button", name="Test connection").first.click()
-    expect(page.locator(".test-result").first).to_contain_text("Connected")
+    expect(page.locator(".test-result").first).to_contain_text("Works")
     dialog = open_dialog(page, page.get_by_role("link", name="Add storage"))
     dialog.get_by_label("Kind").select_option("s3")
     expect(dialog.get_by_label("Bucket")).to_be_visible()
@@ -215,4 +225,93 @@ def test_a_script_runs_from_the_jobs_page_and_its_volume_commits(browse, workspa
     me.shot("15-storage-add-dialog")
     page.keyboard.press("Escape")
     me.shot("16-storage-settings")
+    me.check_clean()
+
+
+
+def test_the_share_dialog_is_live_when_it_shows_and_a_late_answer_is_ignored(browse, workspace, people):
+    """The dialog opens once htmx has wired its content (typing at once is heard; the focus lists
+    the members), and a suggestion list that arrives after a pick does not reopen over the form."""
+    volume_create(workspace, "models", owner=people["owner"])
+    me = browse()
+    page = me.page
+    held = []
+    page.route("**/principals/?who=rea*", lambda route: held.append(route))
+    me.login("owner", "pw-owner-123")
+    page.goto(f"/w/{workspace.pk}/volumes/models/")
+    dialog = open_dialog(page, page.get_by_role("link", name="Share", exact=True))
+    expect(dialog.locator(".suggestion", has_text="reader")).to_be_visible()  # asked on focus
+    dialog.locator("#share-who").fill("rea")
+    page.wait_for_timeout(400)
+    assert held, "typing did not ask for suggestions"
+    dialog.locator(".suggestion", has_text="reader").click()
+    expect(dialog.locator("#share-who")).to_have_value("reader")
+    for route in held:  # the answer to "rea" arrives after the pick
+        route.continue_()
+    page.wait_for_timeout(300)
+    expect(dialog.locator(".suggestion")).to_have_count(0)
+    dialog.get_by_role("button", name="Share", exact=True).click(timeout=3000)
+    expect(dialog.locator(".share-list")).to_contain_text("reader")
+    me.check_clean()
+
+
+def test_file_dialogs_close_cleanly_after_each_action(browse, workspace, people):
+    """After a folder is created, a file renamed or deleted, no dialog or backdrop stays open."""
+    volume = volume_create(workspace, "docs", owner=people["owner"])
+    files.file_put(volume, "a.txt", io.BytesIO(b"a"), user=people["owner"])
+    me = browse()
+    page = me.page
+    me.login("owner", "pw-owner-123")
+    page.goto(f"/w/{workspace.pk}/volumes/docs/")
+    browser = page.locator("#file-browser")
+
+    def closed() -> None:
+        page.wait_for_timeout(300)  # any late reopening happens within a settle
+        expect(page.locator("dialog#modal[open]")).to_have_count(0)
+        assert page.evaluate("document.querySelector('dialog#modal').open") is False
+
+    dialog = open_dialog(page, page.get_by_role("link", name="New folder"))
+    dialog.get_by_label("Name").fill("reports")
+    dialog.locator("button[type=submit]").click()
+    expect(browser.get_by_text("reports")).to_be_visible()
+    closed()
+
+    dialog = open_dialog(page, page.get_by_label("Rename or move a.txt"))
+    dialog.locator("input[name=dst]").fill("b.txt")
+    dialog.locator("button[type=submit]").click()
+    expect(browser.get_by_role("link", name="b.txt", exact=True)).to_be_visible()
+    closed()
+
+    dialog = open_dialog(page, page.get_by_label("Delete b.txt"))
+    dialog.locator("button[type=submit]").click()
+    expect(browser.get_by_role("link", name="b.txt", exact=True)).to_have_count(0)
+    closed()
+    me.check_clean()
+
+
+def test_arrow_keys_on_a_share_change_nothing_until_saved(browse, workspace, people):
+    """Moving through the access list with the keyboard must not save or remove a share."""
+    from volumes import permissions
+
+    volume = volume_create(workspace, "shared", owner=people["owner"])
+    permissions.set_share(volume, people["reader"], "read")
+    me = browse()
+    page = me.page
+    me.login("owner", "pw-owner-123")
+    page.goto(f"/w/{workspace.pk}/volumes/shared/")
+    dialog = open_dialog(page, page.get_by_role("link", name="Share", exact=True))
+    access = dialog.get_by_label("Access of reader", exact=True)
+    access.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(300)
+    assert [(s.name, s.access) for s in permissions.shares_of(volume)] == [("reader", "read")]
+    access.select_option("write")
+    dialog.get_by_role("button", name="Save access of reader").click()
+    expect(page.locator("#toasts")).to_contain_text("reader now has read-write access")
+    assert [(s.name, s.access) for s in permissions.shares_of(volume)] == [("reader", "write")]
+    dialog = page.locator("dialog#modal[open]")
+    dialog.get_by_role("button", name="Remove reader").click()
+    expect(dialog.get_by_text("Open to all members.")).to_be_visible()
+    assert permissions.shares_of(volume) == []
     me.check_clean()

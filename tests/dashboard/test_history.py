@@ -56,3 +56,19 @@ def test_restore_is_refused_while_leased_and_for_readers(as_user, workspace, thr
     assert response.status_code == 409 and "worker-x job 1" in response["HX-Trigger"]
     set_share(volume, cast["reader"], "read")
     assert as_user("reader").post(url(workspace, volume, "history/1/restore/")).status_code == 403
+
+
+def test_prune_drops_old_generations_for_those_who_may_delete(as_user, workspace, three_generations, cast):
+    from volumes.models import VolumeCommit
+    from volumes.permissions import set_share
+
+    volume = three_generations
+    page = as_user("owner").get(url(workspace, volume, "history/")).content.decode()
+    assert "Prune history" in page and "and younger than" in page
+    dialog = as_user("owner").get(url(workspace, volume, "history/prune/"), **HTMX).content.decode()
+    assert "the 2 older generations" in dialog
+    set_share(volume, cast["reader"], "read")
+    assert as_user("reader").post(url(workspace, volume, "history/prune/")).status_code == 403
+    response = as_user("owner").post(url(workspace, volume, "history/prune/"), **HTMX)
+    assert response.status_code == 200 and response["HX-Redirect"].endswith("/history/")
+    assert list(VolumeCommit.objects.filter(volume=volume).values_list("generation", flat=True)) == [3]

@@ -2,7 +2,8 @@
 import pytest
 
 from volumes.models import Job
-from volumes.services.jobs import job_run, job_submit
+from volumes.runner.run import job_run
+from volumes.services.jobs import job_submit
 
 from .conftest import HTMX, url
 
@@ -79,3 +80,11 @@ def test_members_see_their_own_runs_and_admins_all(as_user, workspace, cast):
     admin = as_user("admin").get(url(workspace, rest="jobs/")).content.decode()
     assert f"Job {mine.pk}<" in admin and f"Job {theirs.pk}<" in admin
     assert as_user("member").post(url(workspace, rest=f"jobs/{theirs.pk}/cancel/")).status_code == 404
+
+
+def test_job_times_carry_their_date_and_time_zone(as_user, workspace, cast):
+    from volumes.models import Job
+
+    job = Job.objects.create(workspace=workspace, user=cast["owner"], language="python", content="x")
+    html = as_user("owner").get(f"/w/{workspace.pk}/jobs/{job.pk}/").content.decode()
+    assert f'{job.created_at:%Y-%m-%d %H:%M:%S} UTC' in html

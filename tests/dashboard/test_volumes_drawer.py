@@ -89,3 +89,35 @@ def test_without_volume_storage_the_page_warns_and_creation_says_how_to_fix_it(a
     assert "No volume storage selected" in page and "Settings › Storage" in page
     response = as_user("admin").post(url(workspace, rest="assets/volumes/new/"), {"name": "x-data"}, **HTMX)
     assert response.status_code == 422 and "Settings &gt; Storage" in response.content.decode()
+
+
+def test_a_member_without_access_is_told_the_volumes_exist_but_are_not_shared(as_user, workspace, volume, cast):
+    from volumes.permissions import set_share
+
+    set_share(volume, cast["reader"], "read")  # shared: no longer open to every member
+    html = as_user("member").get(url(workspace, rest="assets/volumes/")).content.decode()
+    assert "No volumes yet" not in html
+    assert "none of them shared with you" in html and "1 volume in this workspace" in html
+
+
+def test_a_name_taken_by_a_volume_you_cannot_see_says_how_to_go_on(as_user, workspace, volume, cast):
+    from volumes.permissions import set_share
+
+    set_share(volume, cast["reader"], "read")
+    response = as_user("member").post(url(workspace, rest="assets/volumes/new/"), {"name": "training-data"}, **HTMX)
+    text = response.content.decode()
+    assert response.status_code == 422 and "not shared with you" in text and "owner" in text
+    assert "pick another name" in text
+
+
+def test_a_jobs_lease_reads_as_the_job_on_its_worker(as_user, workspace, volume, cast):
+    from volumes.models import Job
+
+    job = Job.objects.create(workspace=workspace, user=cast["owner"], language="python", content="x")
+    leases.try_acquire(volume.pk, f"vm:1979 job {job.pk}", job_id=job.pk)
+    badge = as_user("member").get(url(workspace, rest="assets/volumes/leases/"), **HTMX).content.decode()
+    banner = as_user("owner").get(url(workspace, volume)).content.decode()
+    for html in (badge, banner):
+        assert f"job {job.pk} on vm:1979" in html
+        assert f"vm:1979 job {job.pk}" not in html and f"(job {job.pk})" not in html
+    assert leases.current_holder(volume.pk).describe().startswith(f"job {job.pk} on vm:1979 since ")

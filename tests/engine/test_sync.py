@@ -154,3 +154,71 @@ def test_a_damaged_blob_is_detected_on_pull(volume, tmp_path, storage_root):
     blobs[0].write_text("tampered")
     with pytest.raises(IntegrityError, match="does not match its hash"):
         checkout(volume, tmp_path / "b")
+
+
+class ChangesFileBeforeUpload(DirectRemote):
+    """A process that outlived its job rewrites a file after the push hashed it, before its upload."""
+
+    def upload_blob(self, lease, digest, local_path):
+        with open(local_path, "r+b") as fh:
+            fh.write(b"X")
+        super().upload_blob(lease, digest, local_path)
+
+
+def test_a_file_changed_between_hashing_and_upload_fails_the_push_and_is_never_stored_under_that_hash(
+        volume, tmp_path):
+    from volumes.storage.factory import store_for_storage
+    from volumes.storage.keys import blob_key, volume_prefix
+
+    _, lease, cached, base, _ = checkout(volume, tmp_path / "a")
+    (cached.tree / "data.bin").write_bytes(b"what the job wrote" * 1000)
+    digest = sync.hash_file(cached.tree / "data.bin")
+    try:
+        with pytest.raises(IntegrityError, match="changed while it was uploaded"):
+            sync.push(ChangesFileBeforeUpload(), lease, cached, base)
+    finally:
+        leases.release(lease)
+    store = store_for_storage(volume.storage)
+    assert not store.exists(blob_key(volume_prefix(volume.workspace_id, volume.name), digest))
+    assert Volume.objects.get(pk=volume.pk).generation == 0
+
+
+def test_a_push_strips_setuid_setgid_and_sticky_bits_in_the_tree_it_commits(volume, tmp_path):
+    """The commit never holds them; the tree must not keep them either, or it would not be the committed generation
+    (a job's next pull trusts the cache as clean) and a setuid file would stay in the worker's cache."""
+    def special(tree):
+        (tree / "suid").write_text("#!/bin/sh\n")
+        os.chmod(tree / "suid", 0o4755)
+        (tree / "sgid-dir").mkdir()
+        os.chmod(tree / "sgid-dir", 0o2770)
+        (tree / "sticky").mkdir()
+        os.chmod(tree / "sticky", 0o1777)
+
+    stats = commit(volume, tmp_path / "a", special)
+    tree = WorkerCache(tmp_path / "a", 10**12).volume("acme", volume.name).tree
+    modes = {name: os.lstat(tree / name).st_mode & 0o7777 for name in ("suid", "sgid-dir", "sticky")}
+    assert stats.committed_generation == 1
+    assert modes == {"suid": 0o755, "sgid-dir": 0o770, "sticky": 0o777}
+    _, lease, cached, base, pulled = checkout(volume, tmp_path / "a")  # the tree is the generation: nothing to do
+    leases.release(lease)
+    assert pulled.files_pulled == 0  # hashed again or not, depending on whether the chmod moved the ctime a tick
+
+
+def test_the_synced_manifest_is_kept_compact_and_a_json_copy_of_older_versions_is_still_read(volume, tmp_path):
+    from volumes.engine import cache as cache_module
+
+    commit(volume, tmp_path, populate)
+    _, lease, cached, base, _ = checkout(volume, tmp_path)
+    leases.release(lease)
+    assert (cached.root / "manifest.bin").exists() and not (cached.root / "manifest.json").exists()
+    cache_module._MEMO.clear()  # as a fresh worker process
+    loaded = cached.synced_manifest(lease.manifest_key)
+    assert loaded == base and loaded.generation == base.generation == 1
+    assert all(type(e) is Entry for e in loaded.entries.values()) and hash(loaded.entries["notes.txt"])
+    (cached.root / "manifest.bin").unlink()
+    (cached.root / "manifest.json").write_bytes(base.to_json())  # what an older version left
+    cache_module._MEMO.clear()
+    assert cached.synced_manifest(lease.manifest_key) == base
+    _, lease, cached, _, pulled = checkout(volume, tmp_path)
+    leases.release(lease)
+    assert pulled.files_pulled == pulled.files_hashed == 0

@@ -1,5 +1,6 @@
 """Jobs end to end in this process (the same path as a Celery worker) and through run_script."""
 import json
+import os
 import subprocess
 import sys
 
@@ -7,7 +8,8 @@ import pytest
 
 from volumes.models import Job, Volume
 from volumes.permissions import set_share
-from volumes.services.jobs import job_run, job_submit
+from volumes.runner.run import job_run
+from volumes.services.jobs import job_submit
 
 from ..engine.helpers import ROOT, worker_env
 
@@ -81,7 +83,10 @@ def test_a_read_only_share_reads_but_nothing_is_synced_back(run, cast, volume):
     run(COUNTER.format(name=volume.name), cast["owner"])
     set_share(volume, cast["reader"], "read")
     as_reader = run(COUNTER.format(name=volume.name), cast["reader"])
-    assert as_reader.status == "success" and as_reader.result == 2  # it could read 1
+    if os.geteuid() == 0:  # a job user of its own: the volume is mounted read-only, it read 1 and could not write
+        assert as_reader.status == "failure" and "Read-only file system" in as_reader.error, as_reader.log
+    else:  # the job runs as the worker: it could write 2, which is discarded
+        assert as_reader.status == "success" and as_reader.result == 2, as_reader.log
     assert as_reader.mounts.get().mode == "ro"
     assert run(COUNTER.format(name=volume.name), cast["owner"]).result == 2  # the reader's 2 was not kept
     volume.refresh_from_db()
@@ -179,3 +184,54 @@ def test_run_script_prints_the_result_last_and_exits_by_outcome(workspace, cast,
     failed = subprocess.run(cmd[:3] + [str(bad)] + cmd[4:], env=env, cwd=ROOT, capture_output=True, text=True)
     assert failed.returncode == 1 and "nope" in failed.stderr
     assert Job.objects.filter(status="success").count() == 2
+
+
+TWO_VOLUMES = """# volume: alpha a
+# volume: beta b
+def main():
+    open("a/small.txt", "w").write("small")
+    open("b/big.txt", "w").write("x" * 5000)
+"""
+
+
+def test_a_job_whose_second_volume_fails_commits_neither(run, cast, workspace):
+    workspace.max_volume_size = 1000
+    workspace.save()
+    job = run(TWO_VOLUMES, cast["owner"])
+    assert job.status == "failure", job.log
+    assert "over its limit" in job.error
+    assert dict(Volume.objects.values_list("name", "generation")) == {"alpha": 0, "beta": 0}, job.log
+    assert not job.mounts.filter(committed_generation__isnull=False).exists()
+
+
+def test_a_job_over_a_volumes_own_size_limit_fails_saying_how_to_raise_it(run, cast, workspace):
+    from volumes.services.volumes import volume_create, volume_set_quota
+
+    volume_set_quota(volume_create(workspace, "beta", owner=cast["owner"]), 1000)
+    job = run(TWO_VOLUMES, cast["owner"])
+    assert job.status == "failure", job.log
+    assert "over its limit of 1,000 bytes" in job.error and "Nothing was committed" in job.error
+    assert "volume quota beta SIZE" in job.error and "Size limit on the volume's page" in job.error
+    assert dict(Volume.objects.values_list("name", "generation")) == {"alpha": 0, "beta": 0}, job.log
+
+
+def test_a_job_with_two_read_write_volumes_commits_both(run, cast, workspace):
+    job = run(TWO_VOLUMES, cast["owner"])
+    assert job.status == "success", job.log
+    assert dict(Volume.objects.values_list("name", "generation")) == {"alpha": 1, "beta": 1}
+    assert sorted(job.mounts.values_list("committed_generation", flat=True)) == [1, 1]
+
+
+def test_last_used_moves_on_every_job_that_mounts_the_volume_and_names_it(run, cast, client):
+    script = COUNTER.format(name="models")
+    writer = run(script, cast["owner"])
+    volume = Volume.objects.get(name="models")
+    set_share(volume, cast["reader"], "read")
+    Volume.objects.filter(pk=volume.pk).update(last_used_at=None, last_used_job=None)
+    reader = run("# volume: models state\ndef main():\n    return open('state/count.txt').read()\n", cast["reader"])
+    assert (writer.status, reader.status, reader.result) == ("success", "success", "1"), reader.log
+    volume.refresh_from_db()
+    assert volume.last_used_at is not None and volume.last_used_job_id == reader.pk
+    client.force_login(cast["owner"])
+    page = client.get(f"/w/{volume.workspace_id}/volumes/models/").content.decode()
+    assert f"/jobs/{reader.pk}/" in page and f"job {reader.pk}" in page

@@ -179,3 +179,33 @@ def snapshot(root: Path, skip: list[Path]) -> dict[str, tuple]:
 
 def touched(before: dict, after: dict) -> list[str]:
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+# Storage settings an admin might use to probe the server (issue 19): (case, storage URL or
+# (kind, config)); the base folder is "{base}" and the admin's own workspace folder "{base}/acme".
+# Each must be refused (API 400, dashboard form 422) before anything is created or connected to.
+STORAGE_PROBE_CASES = [
+    ("the workspace's own storage root", "file://{storage_root}"),
+    ("the folder above the storage root", "file://{tmp}"),
+    ("a system folder", "file:///etc"),
+    ("the base folder itself", "file://{base}"),
+    ("another workspace's folder", "file://{base}/beta"),
+    ("a sibling folder sharing the prefix text", "file://{base}/acme-2"),
+    ("escaping the workspace folder with ..", "file://{base}/acme/../beta"),
+    ("S3 on 127.0.0.1", "s3://bucket-a?endpoint_url=http://127.0.0.1:9000&access_key=a&secret_key=b"),
+    ("S3 on localhost", "s3://bucket-a?endpoint_url=http://localhost:9000&access_key=a&secret_key=b"),
+    ("S3 on 127.1 shorthand", "s3://bucket-a?endpoint_url=http://127.1:9000&access_key=a&secret_key=b"),
+    ("S3 on a decimal loopback address", "s3://bucket-a?endpoint_url=http://2130706433:9000&access_key=a&secret_key=b"),
+    ("S3 on the IPv6 loopback", "s3://bucket-a?endpoint_url=http://[::1]:9000&access_key=a&secret_key=b"),
+    ("S3 on an IPv4-mapped loopback", "s3://bucket-a?endpoint_url=http://[::ffff:127.0.0.1]:9000&access_key=a&secret_key=b"),
+    ("S3 on 0.0.0.0", "s3://bucket-a?endpoint_url=http://0.0.0.0:9000&access_key=a&secret_key=b"),
+    ("S3 on the cloud metadata address", "s3://bucket-a?endpoint_url=http://169.254.169.254&access_key=a&secret_key=b"),
+    ("S3 with the server's own AWS identity", "s3://bucket-a"),
+    ("S3 endpoint with a file: scheme", "s3://bucket-a?endpoint_url=file:///etc/passwd&access_key=a&secret_key=b"),
+    ("Azure development storage", "az://container-a?connection_string=UseDevelopmentStorage%3Dtrue"),
+    ("Azure account name that is a host", "az://container-a?account_name=127.0.0.1:80/x&account_key=a2V5"),
+    ("GCS emulator on localhost", "gs://bucket-a?endpoint=http://localhost:4443"),
+    ("GCS with the server's own Google identity", "gs://bucket-a"),
+    ("NUL in a folder", "file://{base}/acme/a%00b"),
+    ("a 10,000-character bucket", "s3://" + "b" * 10_000),
+]

@@ -21,10 +21,11 @@ from volumes.engine.remote import DirectRemote  # noqa: E402
 
 
 class AcknowledgingRemote(DirectRemote):
-    def commit(self, *args, **kwargs):
-        generation, key = super().commit(*args, **kwargs)
-        print(f"acknowledged {generation}", flush=True)
-        return generation, key
+    def commit_many(self, *args, **kwargs):
+        results = super().commit_many(*args, **kwargs)
+        for generation, _ in results:
+            print(f"acknowledged {generation}", flush=True)
+        return results
 
 
 def main(volume_id: int, cache_dir: str, rounds: int) -> None:

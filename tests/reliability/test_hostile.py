@@ -123,6 +123,7 @@ def fence(workspace, cast, volume, storage_root, cache_root, tmp_path):
                   tmp_path / "cache-sibling"]:
         (place / "sentinel.txt").write_bytes(b"do not touch")
     (tmp_path / "next-to-storage-root.txt").write_bytes(b"do not touch")
+    cache_root.chmod(0o700)  # a worker keeps its cache root private
     own = [storage_root / "volumes" / "acme" / "training-data", cache_root / "acme", cache_root / "fresh",
            tmp_path / "scratch"]
     before = snapshot(tmp_path, own)
@@ -596,7 +597,305 @@ def test_forged_manifests_and_blobs_from_an_agent_are_refused_and_nothing_is_com
     for name, response in [("stale parent generation", commit([], parent=parent - 1)),
                            ("forged fencing token", commit([], token=token + 1000))]:
         TALLY.case("agent", name, response.status_code == 409, response.status_code)
+    big = b"k" * 5000
+    assert put_blob(sha(big), big).status_code == 201
+    reused = [{"path": "big.bin", "type": "file", "size": len(big), "hash": sha(big), "mode": 0o644}]
+    lying = send(lambda: agent.post(mount + "commit/", {"token": token, "parent": parent, "manifest": {
+        "format": 1, "generation": parent + 1,
+        "entries": reused + [{**reused[0], "path": f"copy-{i}.bin", "size": 1} for i in range(3)]}},
+        format="json", **key))
+    TALLY.case("agent", "a known blob reused under a false size", lying.status_code == 400
+               and generation_of(fence) == parent, lying.status_code)
     TALLY.case("agent", "nothing was committed", VolumeCommit.objects.count() == commits
                and generation_of(fence) == parent)
     agent.post(mount + "lease/release/", {"token": token}, format="json", **key)
     no_failures("agent")
+
+
+def test_history_cannot_slip_past_the_volume_cap_or_the_workspace_quota(fence, api, cast, storage_root):
+    """20 overwrites of a 900 KiB file into a 1 MiB-capped volume; then a second volume against the quota."""
+    workspace = fence.workspace
+    workspace.max_volume_size = 1024 * 1024
+    workspace.save(update_fields=["max_volume_size"])
+    owner = api("owner")
+    answers = [send(lambda i=i: owner.generic(
+        "PUT", "/api/w/acme/volumes/training-data/files/big.bin", bytes([i]) * 900 * 1024,
+        content_type="application/octet-stream")) for i in range(20)]
+    accepted = sum(a.status_code < 300 for a in answers)
+    refused = answers[-1]
+    TALLY.case("history", "20 overwrites of 900 KiB into a 1 MiB cap: only the first accepted", accepted == 1
+               and refused.status_code == 413 and "volume prune" in refused.json().get("detail", ""),
+               (accepted, refused.status_code))
+    stored = sum(p.stat().st_size for p in (storage_root / volume_prefix("acme", "training-data")).rglob("blobs/*"))
+    TALLY.case("history", "refused overwrites upload nothing", stored < 1024 * 1024, stored)
+    workspace.max_volume_size, workspace.storage_quota = None, 1536 * 1024
+    workspace.save(update_fields=["max_volume_size", "storage_quota"])
+    second = send(lambda: owner.generic("PUT", "/api/w/acme/volumes/training-data/files/other.bin",
+                                        b"q" * 900 * 1024, content_type="application/octet-stream"))
+    TALLY.case("history", "a volume past the workspace quota (history included)", second.status_code == 413
+               and "quota" in second.json().get("detail", ""), second.status_code)
+    no_failures("history")
+
+
+# 9. Storage settings as a probe (issue 19) --------------------------------------------------------
+
+@pytest.mark.django_db
+def test_storage_settings_cannot_probe_the_server(fence, api, cast, settings, storage_root, tmp_path):
+    from volumes.models import ObjectStorage
+
+    base = tmp_path / "base"
+    settings.VOLUMES = {**settings.VOLUMES, "STORAGE_BASE_DIR": base, "STORAGE_ALLOWED_HOSTS": []}
+    admin = api("admin")
+    page = Client()
+    page.force_login(cast["admin"])
+    count = ObjectStorage.objects.count()
+    for name, template in cases.STORAGE_PROBE_CASES:
+        url = template.format(storage_root=storage_root, tmp=tmp_path, base=base)
+        created = send(lambda: admin.post("/api/w/acme/storages/", {"name": "probe", "url": url}, format="json"))
+        tested = send(lambda: admin.post("/api/w/acme/storages/test/", {"url": url}, format="json"))
+        form = {"name": "probe"}
+        try:
+            from volumes.storage.factory import parse_storage_url
+
+            kind, config = parse_storage_url(url)
+            form.update(kind=kind, **{f"cfg_{k}": v for k, v in config.items()})
+        except ValueError:
+            form.update(kind="filesystem", cfg_root=url)
+        saved = send(lambda: page.post("/w/acme/settings/storage/new/", form, HTTP_HX_REQUEST="true"))
+        TALLY.case("storage probes", name,
+                   created.status_code == 400 and tested.status_code == 400 and saved.status_code == 422
+                   and ObjectStorage.objects.count() == count and not base.exists(),
+                   (created.status_code, tested.status_code, saved.status_code))
+    no_failures("storage probes")
+
+
+# 10. Web surfaces (issue 19): NUL and deep JSON, storage details in errors, credentials, CSP, ---------
+#    anonymous bodies, deep breadcrumbs, chunked uploads, stale job keys, log and login caps.
+
+DEEP_JSON = "[" * 100_000 + "]" * 100_000  # past Python's recursion limit
+DEEPISH = {"a": json.loads("[" * 200 + "]" * 200)}  # parses, but nests past what we store
+
+
+@pytest.mark.django_db
+def test_nul_and_deeply_nested_json_never_answer_500(fence, api, dashboard, cast):
+    admin = api("admin")
+    deep = DEEP_JSON.encode()
+    nul_cases = {
+        "dashboard volume search": lambda: dashboard.get("/w/acme/assets/volumes/?q=a%00b"),
+        "dashboard principal lookup": lambda: dashboard.get("/w/acme/principals/?who=ow%00ner"),
+        "dashboard job list filter": lambda: dashboard.get("/w/acme/jobs/?status=%00"),
+        "dashboard path with NUL": lambda: dashboard.get("/w/acme%00/assets/volumes/"),
+        "dashboard share form user": lambda: dashboard.post(D + "shares/", {"who": "ow\x00ner", "level": "read"}),
+        "dashboard job form script": lambda: dashboard.post("/w/acme/jobs/run/", {
+            "language": "python", "content": "def main():\n    return '\x00'\n", "args": "{}"}),
+        "dashboard job form args": lambda: dashboard.post("/w/acme/jobs/run/", {
+            "language": "python", "content": "def main(a=1):\n    return a\n", "args": '{"a": "\\u0000"}'}),
+        "login form username": lambda: Client().post("/login/", {"username": "ad\x00min", "password": "x"}),
+        "API volume search": lambda: admin.get("/api/w/acme/volumes/?search=a%00b"),
+        "API share principal": lambda: admin.post(V + "shares/", {"user": "ow\x00ner", "access": "read"},
+                                                  format="json"),
+        "API job args": lambda: admin.post("/api/w/acme/jobs/", {"language": "python", "content": "x=1",
+                                                                 "args": {"a": "\x00"}}, format="json"),
+        "API job script": lambda: admin.post("/api/w/acme/jobs/", {"language": "python", "content": "x='\x00'"},
+                                             format="json"),
+    }
+    deep_cases = {
+        "API job create": lambda: admin.generic("POST", "/api/w/acme/jobs/", deep, content_type="application/json"),
+        "API volume create": lambda: admin.generic("POST", "/api/w/acme/volumes/", deep,
+                                                   content_type="application/json"),
+        "API share": lambda: admin.generic("POST", V + "shares/", deep, content_type="application/json"),
+        "API move": lambda: admin.generic("POST", V + "move/", deep, content_type="application/json"),
+        "API agent claim": lambda: admin.generic("POST", "/api/w/acme/agent/claim/", deep,
+                                                 content_type="application/json"),
+        "API job args nested 200 deep": lambda: admin.post("/api/w/acme/jobs/", {
+            "language": "python", "content": "x=1", "args": DEEPISH}, format="json"),
+        "dashboard job form args": lambda: dashboard.post("/w/acme/jobs/run/", {
+            "language": "python", "content": "def main():\n    pass\n", "args": DEEP_JSON}),
+    }
+    for group, table in (("NUL", nul_cases), ("deep JSON", deep_cases)):
+        for name, request in table.items():
+            response = send(request)
+            # A form page that shows the error (200) is a clear answer too; a job must not exist.
+            TALLY.case(group, name, response.status_code < 500, (response.status_code, response.content[:200]))
+    from volumes.models import Job
+
+    # Only the API's JSON args may carry a NUL into a job: it is stored as U+FFFD (documented in the
+    # schema), never as NUL; every other NUL or deep input created nothing.
+    jobs = list(Job.objects.values_list("args", flat=True))
+    TALLY.case("NUL", "no job was created from NUL or deep input, but for args stored without NUL",
+               jobs == [{"a": "\ufffd"}], jobs)
+    no_failures("NUL")
+    no_failures("deep JSON")
+
+
+@pytest.mark.django_db
+def test_a_missing_blob_never_shows_a_member_the_storage_path_or_key(fence, api, dashboard, cast, storage_root):
+    from volumes.permissions import set_share
+
+    set_share(fence, cast["writer"], "write")
+    blob = next(storage_root.rglob(sha(b"inside")))
+    blob.unlink()
+    secrets = [str(storage_root).encode(), b"volumes/acme", sha(b"inside").encode()]
+    writer = api("writer")
+    member_client = Client()
+    member_client.force_login(cast["writer"])
+    # Damaged storage is a server fault: a deliberate 500 with a clear message (not counted as a 5xx here).
+    answers = {
+        "API download": writer.get(V + "files/data.bin"),
+        "dashboard download": member_client.get(D + "files/download/?path=data.bin"),
+        "dashboard preview": member_client.get(D + "files/preview/?path=data.bin"),
+    }
+    for name, response in answers.items():
+        body = response.content if not getattr(response, "streaming", False) else b"".join(response.streaming_content)
+        TALLY.case("storage details", f"{name} of a file whose blob is gone",
+                   response.status_code >= 400 and not any(s in body for s in secrets), (response.status_code, body[:300]))
+    admin_view = api("admin").get(V + "files/data.bin")
+    TALLY.case("storage details", "a workspace admin still sees which object is missing",
+               sha(b"inside").encode() in admin_view.content, admin_view.content[:300])
+    no_failures("storage details")
+
+
+@pytest.mark.django_db
+def test_credentials_in_an_endpoint_url_are_never_rendered_back(fence, cast):
+    from volumes.models import ObjectStorage
+
+    storage = ObjectStorage.objects.create(workspace=fence.workspace, name="minio", kind="s3", config={
+        "bucket": "b", "endpoint_url": "http://alice:s3cr3t-pass@127.0.0.1:9000", "access_key": "AKIAEXAMPLE",
+        "secret_key": "wJalrXUtnFEMI-secret"})
+    client = Client()
+    client.force_login(cast["admin"])
+    pages = {"storage list": "/w/acme/settings/storage/", "storage form": f"/w/acme/settings/storage/{storage.pk}/"}
+    for name, url in pages.items():
+        response = send(lambda: client.get(url))
+        TALLY.case("credentials", name, response.status_code == 200 and b"s3cr3t-pass" not in response.content
+                   and b"wJalrXUtnFEMI-secret" not in response.content, response.status_code)
+    no_failures("credentials")
+
+
+@pytest.mark.django_db
+def test_every_html_page_has_a_content_security_policy(fence, cast, dashboard):
+    from volumes.services.jobs import job_submit
+
+    job = job_submit(fence.workspace, cast["owner"], "python", "def main():\n    pass\n", enqueue=False)
+    admin = Client()
+    admin.force_login(cast["admin"])
+    pages = {
+        "home": (dashboard, "/"), "volumes": (dashboard, "/w/acme/assets/volumes/"), "volume": (dashboard, D),
+        "history": (dashboard, D + "history/"), "jobs": (dashboard, "/w/acme/jobs/"),
+        "job": (dashboard, f"/w/acme/jobs/{job.pk}/"), "run a script": (dashboard, "/w/acme/jobs/run/"),
+        "storage settings": (admin, "/w/acme/settings/storage/"), "login": (Client(), "/login/"),
+        "admin login": (Client(), "/admin/login/"), "API docs": (admin, "/api/docs/"),
+        "not found": (dashboard, "/w/nope/"), "error page": (dashboard, D + "files/preview/?path=missing.txt"),
+    }
+    for name, (client, url) in pages.items():
+        response = send(lambda: client.get(url))
+        policy = response.get("Content-Security-Policy", "") if hasattr(response, "get") else ""
+        script_src = next((p for p in policy.split(";") if p.strip().startswith("script-src")), "")
+        strict = name == "API docs" or "unsafe" not in script_src  # Swagger UI needs eval (its own policy)
+        TALLY.case("CSP", name, response.get("Content-Type", "").startswith("text/html") and "'self'" in script_src
+                   and strict and "frame-ancestors 'none'" in policy,
+                   (response.status_code, policy))
+    no_failures("CSP")
+
+
+@pytest.mark.django_db
+def test_anonymous_request_bodies_are_capped_before_parsing(fence, tmp_path_factory):
+    import tempfile
+
+    big = b"x" * (5 * 1024 * 1024)
+    boundary = "BoUnDaRy"
+    multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.bin\"\r\n"
+                 f"Content-Type: application/octet-stream\r\n\r\n").encode() + big + f"\r\n--{boundary}--\r\n".encode()
+    spool = tmp_path_factory.mktemp("spool")  # where Django would spool an upload
+    tempfile.tempdir, before = str(spool), tempfile.tempdir
+    try:
+        anonymous = Client()
+        answers = {
+            "dashboard upload (multipart)": anonymous.generic(
+                "POST", D + "files/upload/", multipart, content_type=f"multipart/form-data; boundary={boundary}"),
+            "login form": anonymous.generic("POST", "/login/", big, content_type="application/x-www-form-urlencoded"),
+            "API upload": anonymous.generic("PUT", V + "files/big.bin", big, content_type="application/octet-stream"),
+        }
+    finally:
+        tempfile.tempdir = before
+    for name, response in answers.items():
+        TALLY.case("anonymous bodies", name, response.status_code == 413, response.status_code)
+    TALLY.case("anonymous bodies", "nothing was spooled to disk", not list(spool.iterdir()), list(spool.iterdir()))
+    ok = Client().post("/login/", {"username": "nobody", "password": "wrong"})
+    TALLY.case("anonymous bodies", "a login form still gets through", ok.status_code == 200, ok.status_code)
+    no_failures("anonymous bodies")
+
+
+@pytest.mark.django_db
+def test_the_deepest_folder_page_grows_with_the_path_not_its_depth_squared(fence, cast, dashboard):
+    deep = "/".join(["d" * 15] * 250)  # 250 folders (the most a manifest takes), 3,999 bytes
+    files.file_put(fence, deep + "/leaf.txt", io.BytesIO(b"leaf"), user=cast["owner"])
+    page = send(lambda: dashboard.get(D + "?path=" + quote(deep)))
+    fragment = send(lambda: dashboard.get(D + "?path=" + quote(deep), HTTP_HX_REQUEST="true",
+                                          HTTP_HX_TARGET="file-browser"))
+    for name, response in [("page", page), ("htmx fragment", fragment)]:
+        TALLY.case("deep folders", f"{name} of the deepest folder", response.status_code == 200
+                   and b"leaf.txt" in response.content and len(response.content) < 300_000,
+                   (response.status_code, len(response.content)))
+    no_failures("deep folders")
+
+
+@pytest.mark.django_db
+def test_chunked_uploads_stale_job_keys_and_log_floods(fence, api, cast, settings):
+    from rest_framework.authtoken.models import Token
+
+    from tests.api.test_chunked_uploads import _wsgi_put
+    from volumes.models import Job, JobLogChunk
+    from volumes.services.workspaces import agent_role_grant
+
+    token = Token.objects.get_or_create(user=cast["owner"])[0].key
+    code, _ = _wsgi_put(V + "files/data.bin", b"new", token, terminated=False)
+    fence.refresh_from_db()
+    kept = b"".join(files.open_file(fence, files.entry_at(fence, "data.bin")))
+    TALLY.case("chunked uploads", "chunked body the server cannot read: 411, file kept",
+               code == 411 and kept == b"inside", (code, kept[:20]))
+    code, _ = _wsgi_put(V + "files/data.bin", b"streamed", token, terminated=True)
+    TALLY.case("chunked uploads", "chunked body the server decoded: stored whole", code == 200, code)
+    # A job key after the job finished, and a log flood through the agent endpoint.
+    settings.VOLUMES = {**settings.VOLUMES, "JOB_LOG_MAX_BYTES": 32 * 1024}
+    agent_role_grant(fence.workspace, cast["writer"])
+    agent = api("writer")
+    job_submit(fence.workspace, cast["owner"], "python", "def main():\n    pass\n", enqueue=False)
+    spec = agent.post("/api/w/acme/agent/claim/", {"worker": "w"}, format="json").json()
+    base, key = f"/api/w/acme/agent/jobs/{spec['id']}/", {"HTTP_X_JOB_KEY": spec["job_key"]}
+    for _ in range(20):
+        send(lambda: agent.post(base + "log/", {"text": "flood " * 5000}, format="json", **key))
+    stored = sum(len(t.encode()) for t in JobLogChunk.objects.filter(job_id=spec["id"]).values_list("text", flat=True))
+    TALLY.case("job keys", "an agent's log flood is kept within the cap", stored <= 32 * 1024, stored)
+    send(lambda: agent.post(base + "finish/", {"status": "success"}, format="json", **key))
+    log_before = Job.objects.get(pk=spec["id"]).log
+    for name, request in {
+        "log after finish": lambda: agent.post(base + "log/", {"text": "late\n"}, format="json", **key),
+        "second finish": lambda: agent.post(base + "finish/", {"status": "failure"}, format="json", **key),
+        "lease after finish": lambda: agent.post(base + "volumes/training-data/lease/", {"holder": "x"},
+                                                 format="json", **key),
+    }.items():
+        response = send(request)
+        TALLY.case("job keys", name, response.status_code == 409, response.status_code)
+    job = Job.objects.get(pk=spec["id"])
+    TALLY.case("job keys", "the finished job is unchanged", job.status == "success" and job.log == log_before)
+    no_failures("chunked uploads")
+    no_failures("job keys")
+
+
+@pytest.mark.django_db
+def test_password_guessing_is_throttled_per_account_and_per_address(fence, cast, settings):
+    owner = cast["owner"]
+    owner.set_password("a long and good pass phrase 9")
+    owner.save()
+    for url in ("/login/", "/admin/login/"):
+        for _ in range(settings.AXES_FAILURE_LIMIT):
+            Client(REMOTE_ADDR="10.1.1.1").post(url, {"username": "owner", "password": "guess"})
+        right = send(lambda: Client(REMOTE_ADDR="10.2.2.2").post(url, {"username": "owner",
+                                                                       "password": "a long and good pass phrase 9"}))
+        TALLY.case("logins", f"{url}: the right password after {settings.AXES_FAILURE_LIMIT} wrong ones",
+                   right.status_code == 429, right.status_code)
+        from axes.models import AccessAttempt
+
+        AccessAttempt.objects.all().delete()
+    no_failures("logins")

@@ -36,7 +36,8 @@ from volumes.engine.remote import DirectRemote
 from volumes.exceptions import Conflict, LeaseLost
 from volumes.models import Job, Volume, VolumeCommit
 from volumes.runner import job as job_runner
-from volumes.services.jobs import job_run, job_submit
+from volumes.runner.run import job_run
+from volumes.services.jobs import job_submit
 from volumes.services.volumes import volume_create
 
 from ..engine.helpers import ROOT, worker_env

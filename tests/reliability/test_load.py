@@ -50,7 +50,8 @@ from volumes.engine.manifest import DIR, FILE, Entry, Manifest
 from volumes.engine.remote import DirectRemote
 from volumes.models import Job, Volume
 from volumes.services import files
-from volumes.services.jobs import job_run, job_submit
+from volumes.runner.run import job_run
+from volumes.services.jobs import job_submit
 from volumes.services.volumes import volume_create
 
 from ..engine.helpers import ROOT, commit, worker_env
@@ -129,7 +130,7 @@ def failures(ids: list[int]) -> list[str]:
 
 def lease_lost(ids: list[int]) -> int:
     """Jobs that saw their lease expire or be taken over (a false expiry: nobody else wanted it)."""
-    return Job.objects.filter(pk__in=ids).filter(Q(error__icontains="lease lost") | Q(log__icontains="lease lost")).count()
+    return Job.objects.filter(pk__in=ids).filter(Q(error__icontains="lease lost") | Q(log_chunks__text__icontains="lease lost")).distinct().count()
 
 
 def count_in(volume: Volume) -> int | None:
@@ -342,7 +343,7 @@ def test_lru_cache_under_pressure_never_evicts_a_volume_in_use(workspace, cast, 
 
     jobs_per_phase = scale(10, 40)
     mounted: dict[str, int] = {}
-    slack = 64 * 1024  # manifest.json, hashes.json, state.json and count.txt of the volume being pulled
+    slack = 64 * 1024  # manifest.bin, hashes.bin, state.json, clean and count.txt of the volume being pulled
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     evicted: list[Path] = []

@@ -17,14 +17,13 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.engine.helpers import ROOT, worker_env
+from tests.engine.helpers import ROOT, commit, worker_env
 from tests.reliability import generations
 from tests.reliability.report import figure, scale
 from tests.servers import KINDS, S3_KEYS, S3_REGION, backend_config, create_bucket, find_tool, free_port, start_server
-from volumes.engine import leases, sync
+from volumes.engine import leases, manifest_store, sync
 from volumes.engine.cache import WorkerCache
 from volumes.engine.leases import Lease
-from volumes.engine.manifest import Manifest
 from volumes.engine.remote import DirectRemote
 from volumes.exceptions import BlobMissing, IntegrityError, StorageUnavailable
 from volumes.models import ObjectStorage, Volume, VolumeCommit
@@ -66,9 +65,14 @@ def report_card():
     if card["stop to error, worst"]:
         figure(SUITE, "push error after the storage stopped, worst backend", round(card["stop to error, worst"], 1),
                unit="s")
+    if card["restarts ridden out"]:
+        figure(SUITE, "pushes committed across a storage restart", card["restarts ridden out"], unit="backends")
     if card["gc runs"]:
         figure(SUITE, "GC runs racing pushes (refused while leased)", card["gc runs"],
                unit=f"({card['gc refused']} refused)")
+    if card["paused gc cases"]:
+        figure(SUITE, "GC paused past its TTL while a job reuses garbage (blobs lost)", card["paused gc lost"],
+               unit=f"of {card['paused gc cases']} reused", target="0", ok=card["paused gc lost"] == 0)
 
 
 @pytest.fixture(autouse=True)
@@ -163,7 +167,8 @@ def storage_state(volume: Volume) -> tuple[set[str], set[str]]:
     for key in VolumeCommit.objects.filter(volume_id=volume.pk).values_list("manifest_key", flat=True):
         needed.add(key)
         try:
-            needed |= {blob_key(prefix, h) for h in Manifest.from_json(store.get_bytes(key)).hashes()}
+            needed |= {blob_key(prefix, h) for h in manifest_store.read(store, key).hashes()}
+            needed |= manifest_store.part_keys(store, key)
         except BlobMissing:
             pass  # counted as missing below
     return (present - needed) | incomplete_uploads(store, prefix), needed - present
@@ -379,7 +384,10 @@ class StopsStorageAfterUploads(DirectRemote):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_storage_stopped_mid_push_fails_clearly_and_the_previous_generation_is_intact(kind, tmp_path, server_logs):
+def test_storage_stopped_mid_push_fails_clearly_and_the_previous_generation_is_intact(kind, tmp_path, server_logs,
+                                                                                      settings):
+    # Down for longer than the retries last (VOLUMES_STORAGE_RETRY_FOR): the push gives up.
+    settings.VOLUMES = {**settings.VOLUMES, "STORAGE_RETRY_FOR": 2.0}
     storage = PrivateStorage(kind, tmp_path, server_logs)
     try:
         volume = make_volume(kind, storage.config)
@@ -397,6 +405,72 @@ def test_storage_stopped_mid_push_fails_clearly_and_the_previous_generation_is_i
         collect_and_check(volume)
         assert push_next(volume, tmp_path / "pusher") == 2
         assert check_whole(volume, tmp_path) == 2
+    finally:
+        storage.close()
+
+
+class InProcessS3:
+    """moto served from this process: stopped, it refuses connections; started again on the same
+    port, it serves the same buckets (its state lives in this process, no replay needed)."""
+
+    def __init__(self) -> None:
+        self.port, self.server = free_port(), None
+        self.config = {"bucket": "private-s3", "endpoint_url": f"http://127.0.0.1:{self.port}", "region": S3_REGION,
+                       **S3_KEYS}
+        self.start()
+        create_bucket("s3", self.config)
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.server = None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.stop()
+
+
+class RestartsStorageAfterUploads(StopsStorageAfterUploads):
+    """Stops the storage after the n-th upload and starts it again `down_for` seconds later."""
+
+    def __init__(self, storage, after: int, down_for: float) -> None:
+        super().__init__(storage, after)
+        self.down_for, self.restarter = down_for, None
+
+    def upload_blob(self, lease, digest, local_path) -> None:
+        super().upload_blob(lease, digest, local_path)
+        with self.lock:
+            if self.uploads == self.after:
+                self.restarter = threading.Timer(self.down_for, self.storage.start)
+                self.restarter.start()
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
+def test_storage_stopped_and_restarted_mid_push_is_ridden_out(kind, tmp_path, server_logs, settings):
+    """A storage server down for a few seconds during a push: the push retries and commits."""
+    settings.VOLUMES = {**settings.VOLUMES, "STORAGE_RETRY_FOR": 60.0}
+    storage = InProcessS3() if kind == "s3" else PrivateStorage(kind, tmp_path, server_logs)
+    try:
+        volume = make_volume(kind, storage.config)
+        push_next(volume, tmp_path / "seed")
+        remote = RestartsStorageAfterUploads(storage, after=2, down_for=3.0)
+        lines: list[str] = []
+        remote.notify = lines.append
+        assert push_next(volume, tmp_path / "pusher", remote=remote) == 2
+        remote.restarter.join()
+        # The vendor SDKs retry too (boto3's connect retries, google-cloud-storage's conditional writes):
+        # on a slow machine they can ride out the outage before our retry has to say so (the notice
+        # itself is checked in tests/engine/test_retry.py). Never more than one notice either way.
+        assert len(lines) <= 1, lines
+        assert all("retrying for up to 60 s" in line for line in lines), lines
+        assert check_whole(volume, tmp_path) == 2
+        collect_and_check(volume)
+        card["restarts ridden out"] += 1
     finally:
         storage.close()
 
@@ -534,7 +608,7 @@ def test_gc_racing_pushes_waits_for_the_lease_and_never_loses_a_needed_blob(kind
         card["gc refused"] += result is None
         if result is not None:  # nobody can commit between this GC and the check but the worker, which only adds
             row = Volume.objects.values("manifest_key").get(pk=volume.pk)
-            manifest = Manifest.from_json(store.get_bytes(row["manifest_key"]))
+            manifest = manifest_store.read(store, row["manifest_key"])
             lost += [h for h in manifest.hashes() if not store.exists(blob_key(prefix, h))]
         time.sleep(0.02)
     stdout, stderr = proc.communicate(timeout=60)
@@ -574,3 +648,76 @@ def test_gc_removes_what_interrupted_uploads_left_under_the_volume_only(kind, re
     assert removed["incomplete uploads"] == 1
     assert incomplete_uploads(store, other), "GC touched another volume's upload"
     assert check_whole(volume, tmp_path) == 1
+
+
+# --- a GC paused past its lease -------------------------------------------------------------
+
+GC_PROCESS = """
+import json, sys
+from volumes.models import Volume
+from volumes.services.gc import gc_volume
+print(json.dumps(gc_volume(Volume.objects.select_related("storage").get(pk=int(sys.argv[1])))), flush=True)
+"""
+
+
+def process_state(pid: int) -> str:
+    """'T' for a stopped process, 'S'/'R'... otherwise (Linux /proc)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_gc_paused_past_its_ttl_never_deletes_a_garbage_blob_that_a_job_reused(kind, request, tmp_path, settings):
+    """GC plans its deletes, is stopped (SIGSTOP) until its lease expires; a job takes the lease, puts back
+    a file whose blob GC saw as garbage (uploading nothing: the blob exists), commits and releases; GC
+    resumes. The committed generation must still pull whole."""
+    settings.VOLUMES = {**settings.VOLUMES, "HISTORY_KEEP_GENERATIONS": 1, "HISTORY_KEEP_DAYS": 0, "GC_GRACE": 0}
+    volume = make_volume(kind, backend_config(kind, request, tmp_path))
+    reused = b"a file that is deleted, then put back by a re-run\n" * 100
+    digest = hashlib.sha256(reused).hexdigest()
+    store = store_for_storage(volume.storage)
+    key = blob_key(volume_prefix(volume.workspace_id, volume.name), digest)
+
+    def put_back(tree: Path) -> None:
+        (tree / "again.bin").write_bytes(reused)
+
+    commit(volume, tmp_path / "job", lambda tree: (tree / "kept.txt").write_text("kept"))
+    commit(volume, tmp_path / "job", put_back)
+    commit(volume, tmp_path / "job", lambda tree: (tree / "again.bin").unlink())  # the blob is garbage now
+    assert store.exists(key)
+
+    gc = subprocess.Popen(
+        [sys.executable, "-c", "import django; django.setup()\n" + GC_PROCESS, str(volume.pk)],
+        env=worker_env(VOLUMES_LEASE_TTL=3, VOLUMES_GC_GRACE=0, VOLUMES_HISTORY_KEEP_GENERATIONS=1,
+                       VOLUMES_HISTORY_KEEP_DAYS=0, VOLUMES_PAUSE_AT="gc.before_delete:1"),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while process_state(gc.pid) != "T":
+            assert gc.poll() is None and time.monotonic() < deadline, gc.communicate()[1][-2000:]
+            time.sleep(0.05)
+        # The job waits for GC's lease to expire (3 s), reuses the garbage blob and commits.
+        stats = commit(volume, tmp_path / "job", put_back)
+        assert stats.committed_generation == 4 and stats.files_pushed == 0  # nothing uploaded: the blob exists
+    finally:
+        os.kill(gc.pid, signal.SIGCONT)
+    stdout, stderr = gc.communicate(timeout=60)
+    assert gc.returncode == 0, stderr[-2000:]
+    card["paused gc cases"] += 1
+    lost = not store.exists(key)
+    card["paused gc lost"] += lost
+    assert not lost, f"GC deleted the blob of again.bin after it lost its lease: {stdout}"
+    assert check_tree(volume, tmp_path / "fresh") == {"kept.txt": b"kept", "again.bin": reused}
+
+
+def check_tree(volume: Volume, cache_root: Path) -> dict[str, bytes]:
+    """The files of the volume's current generation, pulled into a fresh cache."""
+    free_lease(volume)
+    remote = DirectRemote()
+    lease = remote.acquire(volume.workspace_id, volume.name, "checker", wait=30)
+    try:
+        cached = WorkerCache(cache_root, 10**12).volume(volume.workspace_id, volume.name)
+        sync.pull(remote, lease, cached)
+    finally:
+        remote.release(lease)
+    return {str(p.relative_to(cached.tree)): p.read_bytes() for p in cached.tree.rglob("*") if p.is_file()}

@@ -28,7 +28,7 @@ from volumes.engine import leases
 from volumes.models import Job, ObjectStorage, Volume, Workspace
 from volumes.permissions import set_share
 from volumes.services import files
-from volumes.services.jobs import job_submit
+from volumes.services.jobs import job_log_append, job_submit
 from volumes.services.volumes import volume_create
 from volumes.services.workspaces import workspace_ensure
 
@@ -177,10 +177,12 @@ def hostile_names(acme, cast, tmp_path):
     ObjectStorage.objects.create(workspace=ws, name=SCRIPT, kind="filesystem",
                                  config={"root": str(tmp_path / IMG), "prefix": SCRIPT})
     done = Job.objects.create(workspace=ws, user=cast["admin"], language="python", content=SCRIPT,
-                              args={"a": SCRIPT}, status="success", log=SCRIPT + "\n" + IMG + "\n",
+                              args={"a": SCRIPT}, status="success",
                               result={"r": SCRIPT, IMG: IMG}, worker=IMG)
+    job_log_append(done.pk, SCRIPT + "\n" + IMG + "\n")
     failed = Job.objects.create(workspace=ws, user=cast["admin"], language="python", content="x", status="failure",
-                                log=IMG, error=SCRIPT + IMG, worker=SCRIPT)
+                                error=SCRIPT + IMG, worker=SCRIPT)
+    job_log_append(failed.pk, IMG)
     lease = leases.acquire(volume.pk, IMG, wait=0)
     yield {"done": done, "failed": failed}
     leases.release(lease)

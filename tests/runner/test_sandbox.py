@@ -186,7 +186,7 @@ def test_without_network_the_sandbox_cannot_reach_anything(tmp_path):
         "import socket\ndef main():\n    try:\n        socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
         "        return 'connected'\n    except OSError as error:\n        return error.__class__.__name__ + str(error.errno)\n"
     )
-    assert run("python", script, tmp_path / "work", sandbox=True, network=False).value == "OSError101"  # ENETUNREACH
+    assert run("python", script, tmp_path / "work", sandbox=True, network="none").value == "OSError101"  # ENETUNREACH
 
 
 def test_sandboxed_output_streams_into_the_log_including_dev_stderr(tmp_path):

@@ -4,6 +4,7 @@ filesystem: a temp folder; s3: moto_server; azure: azurite; gcs: gcp-storage-emu
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from tests.servers import (
     make_store,
     new_bucket_name,
 )
-from volumes.exceptions import BlobMissing, InvalidPath, StorageUnavailable
+from volumes.exceptions import BlobMissing, IntegrityError, InvalidPath, StorageUnavailable
 
 BINARY = bytes(range(256)) * 7 + b"\x00\r\n\x1a\xff"
 MiB = 1024 * 1024
@@ -47,6 +48,97 @@ def test_put_overwrites(store):
     store.put_bytes("k", b"first version, longer")
     store.put_bytes("k", b"second")
     assert store.get_bytes("k") == b"second"
+
+
+def test_create_only_writes_never_replace_an_existing_object(store, tmp_path):
+    """S3 and Azure: a conditional write (If-None-Match: *), proven here against moto and Azurite;
+    filesystem: an exclusive link; GCS: ifGenerationMatch=0, which the emulator ignores, so this
+    proves the check-before-write fallback there."""
+    big = os.urandom(12 * MiB + 5)
+    small = tmp_path / "small"
+    small.write_bytes(b"second version")
+    large = tmp_path / "large"
+    large.write_bytes(big)
+    assert store.put_bytes("once/a", b"first", create_only=True) is True
+    assert store.put_bytes("once/a", b"second", create_only=True) is False
+    assert store.put_file("once/a", small, create_only=True) is False
+    assert store.put_file("once/a", large, sha256=hashlib.sha256(big).hexdigest(), create_only=True) is False
+    assert store.get_bytes("once/a") == b"first"
+    assert store.put_file("once/big", large, sha256=hashlib.sha256(big).hexdigest(), create_only=True) is True
+    assert store.put_file("once/big", small, create_only=True) is False
+    assert store.get_bytes("once/big") == big
+    assert sorted(store.list("once/")) == ["once/a", "once/big"]
+
+
+def test_copy_happens_inside_the_storage_and_never_replaces_an_object(store, tmp_path, monkeypatch):
+    """Duplicating a volume copies its blobs with this: a hard link, or the storage's own server-side copy;
+    create-only like put_bytes(create_only=True)."""
+    big = os.urandom(12 * MiB + 3)
+    (tmp_path / "big").write_bytes(big)
+    store.put_bytes("src/small", BINARY)
+    store.put_bytes("src/empty", b"")
+    store.put_file("src/big", tmp_path / "big")
+    store.put_bytes("dst/taken", b"mine")
+
+    def through_this_process(*args, **kwargs):
+        raise AssertionError("the copy read the object through this process")
+
+    for name in ("get_file", "get_file_sha256", "get_bytes", "open_read"):
+        monkeypatch.setattr(type(store), name, through_this_process)
+    assert store.copy("src/small", "dst/small") is True
+    assert store.copy("src/empty", "dst/deeper/empty") is True
+    assert store.copy("src/big", "dst/big") is True
+    assert store.copy("src/small", "dst/taken") is False
+    with pytest.raises(BlobMissing) as missing:
+        store.copy("src/nothing", "dst/nothing")
+    assert missing.value.details["key"] == "src/nothing"
+    with pytest.raises(InvalidPath):
+        store.copy("src/small", "../escape")
+    monkeypatch.undo()
+    assert store.get_bytes("dst/small") == BINARY and store.get_bytes("dst/deeper/empty") == b""
+    assert store.get_bytes("dst/big") == big
+    assert store.get_bytes("dst/taken") == b"mine"
+    assert not store.exists("dst/nothing")
+    store.delete("src/small")  # the copy is an object of its own
+    assert store.get_bytes("dst/small") == BINARY
+    assert sorted(store.list("dst/")) == ["dst/big", "dst/deeper/empty", "dst/small", "dst/taken"]
+
+
+def test_s3_copies_objects_over_5_gib_in_parts(request, tmp_path, monkeypatch):
+    """CopyObject stops at 5 GiB; bigger objects are copied part by part (UploadPartCopy), proven here with
+    the limit lowered."""
+    from volumes.storage import s3
+
+    monkeypatch.setattr(s3, "COPY_LIMIT", 6 * MiB)
+    monkeypatch.setattr(s3, "PART_SIZE", 5 * MiB)
+    store = make_store("s3", backend_config("s3", request, tmp_path))
+    data = os.urandom(13 * MiB + 1)
+    store.put_bytes("a", data)
+    store.put_bytes("taken", b"mine")
+    assert store.copy("a", "b") is True and store.get_bytes("b") == data
+    assert store.copy("a", "taken") is False and store.get_bytes("taken") == b"mine"
+    assert sorted(store.list("")) == ["a", "b", "taken"]
+
+
+@pytest.mark.parametrize("size", [1000, 12 * MiB + 7], ids=["single put", "multipart"])
+def test_a_file_whose_bytes_do_not_match_the_hash_is_never_stored(store, tmp_path, size):
+    """What a push hashed and what it reads while uploading differ when something writes to the file
+    in between: the upload fails and leaves nothing under the key, not even a hidden part."""
+    hashed = os.urandom(size)
+    path = tmp_path / "changing"
+    path.write_bytes(hashed[:-1] + bytes([hashed[-1] ^ 1]))  # the last byte changed after hashing
+    digest = hashlib.sha256(hashed).hexdigest()
+    with pytest.raises(IntegrityError, match="changed while it was uploaded"):
+        store.put_file("verified/blob", path, sha256=digest, create_only=True)
+    path.write_bytes(hashed + b"more")  # grew after hashing
+    with pytest.raises(IntegrityError, match="changed"):
+        store.put_file("verified/blob", path, sha256=digest, create_only=True)
+    assert not store.exists("verified/blob") and list(store.list("verified/")) == []
+    if store.kind == "s3":
+        assert not store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads")
+    path.write_bytes(hashed)
+    assert store.put_file("verified/blob", path, sha256=digest, create_only=True) is True
+    assert store.get_bytes("verified/blob") == hashed
 
 
 def test_files_up_and_down_including_a_12_mb_one(store, tmp_path):
@@ -383,3 +475,14 @@ def test_local_file_errors_are_the_callers_not_the_storages(store, tmp_path):
     store.put_bytes("k", b"v")
     with pytest.raises(FileNotFoundError):
         store.get_file("k", tmp_path / "no-such-folder" / "target")
+
+
+def test_a_volume_s_objects_are_found_through_its_storage_and_its_prefix(tmp_path):
+    from types import SimpleNamespace
+
+    from volumes.storage.factory import store_for_storage, store_for_volume
+    from volumes.storage.keys import volume_prefix
+
+    storage = SimpleNamespace(kind="filesystem", config={"root": str(tmp_path)}, name="main")
+    store, prefix = store_for_volume(SimpleNamespace(storage=storage, workspace_id="acme", name="data"))
+    assert store is store_for_storage(storage) and prefix == volume_prefix("acme", "data")

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import re
 
-from ..exceptions import InvalidPath, NotFound, PermissionDenied
+from django.db.models import prefetch_related_objects
+
+from ..exceptions import InvalidPath, NotFound
 from ..models import Job, Volume, Workspace
-from ..permissions import Access, volume_for, workspace_for
-from ..selectors import jobs_for_user
+from ..permissions import Access, job_for, volume_for, workspace_for
 from ..storage.keys import safe_relpath
 
 # After the server's one decode no percent-escape may be left: it would mean a doubly encoded
@@ -21,7 +22,6 @@ _ENCODED = re.compile(r"%[0-9a-f]{2}", re.IGNORECASE)
 # Control characters (newlines, escapes) are refused too: they would forge log lines and cannot go
 # into a Content-Disposition header. Jobs may still create such names; the API refuses them.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-NEEDS = ("see", "write", "delete", "share")
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096
 
 
@@ -38,27 +38,16 @@ def workspace(request, ws_id: str) -> tuple[Workspace, str]:
 
 def volume(request, ws_id: str, name: str, need: str = "see") -> tuple[Volume, Access]:
     """The volume and the caller's access, or NotFound/PermissionDenied without the `need`ed right."""
-    assert need in NEEDS
     _printable(ws_id, "workspace")
     _printable(name, "volume")
-    found, access = volume_for(request.user, ws_id, name)
-    if need == "write" and not access.can_write:
-        raise PermissionDenied(
-            f"you have read-only access to volume {found.name!r}; ask its owner or an admin for write access"
-        )
-    if need == "delete" and not access.can_delete:
-        raise PermissionDenied(f"you may not delete volume {found.name!r}; its owner, writers and admins can")
-    if need == "share" and not access.can_share:
-        raise PermissionDenied(f"only the owner of volume {found.name!r} and workspace admins can share it")
-    return found, access
+    return volume_for(request.user, ws_id, name, need)
 
 
 def job(request, ws_id: str, job_id: int) -> tuple[Workspace, Job]:
     """A job the caller may see: admins see every job of the workspace, members their own."""
     ws, _ = workspace(request, ws_id)
-    found = jobs_for_user(request.user, ws).filter(pk=job_id).prefetch_related("mounts").first()
-    if found is None:
-        raise NotFound(f"job {job_id} not found in workspace {ws.id!r}")
+    found = job_for(request.user, ws, job_id)
+    prefetch_related_objects([found], "mounts")
     return ws, found
 
 

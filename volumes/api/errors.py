@@ -5,13 +5,17 @@ from django.core.exceptions import SuspiciousOperation
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from ..exceptions import VolumesError
+from ..exceptions import VolumesError, public_error
+from ..permissions import sees_storage
 
 
 def exception_handler(exc, context):
     if isinstance(exc, VolumesError):
-        body = {"error": exc.code, "detail": exc.message}
-        body.update({k: v for k, v in exc.details.items() if isinstance(v, (str, int, float, bool))})
+        request = context.get("request")
+        ws = (context.get("kwargs") or {}).get("ws")
+        message, details = public_error(exc, lambda: sees_storage(getattr(request, "user", None), ws))
+        body = {"error": exc.code, "detail": message}
+        body.update({k: v for k, v in details.items() if isinstance(v, (str, int, float, bool))})
         return Response(body, status=exc.status)
     if isinstance(exc, SuspiciousOperation):
         return Response({"error": "invalid_path", "detail": str(exc)}, status=400)

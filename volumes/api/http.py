@@ -5,11 +5,12 @@ import io
 import mimetypes
 import re
 
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from rest_framework.parsers import BaseParser
 
-from ..exceptions import VolumesError
+from ..exceptions import LengthRequired, VolumesError
 from ..services import files
 
 MAX_RANGES = 10
@@ -109,6 +110,24 @@ class RawBodyParser(BaseParser):
 
 
 def body_stream(request):
-    """The request body as a file-like object, read in chunks by the caller."""
-    stream = request.stream
-    return stream if stream is not None else io.BytesIO(b"")
+    """The request body as a file-like object, read in chunks by the caller.
+
+    With a Content-Length, Django's stream reads exactly that many bytes. Without one (a chunked
+    upload), Django would read nothing: the body is streamed only when the server decoded the
+    chunks and ends the input itself (`wsgi.input_terminated`, or an ASGI server); otherwise 411,
+    so a chunked upload never becomes an empty file."""
+    meta = request.META
+    django_request = getattr(request, "_request", request)  # under a DRF Request
+    if meta.get("CONTENT_LENGTH", "").strip() or not meta.get("HTTP_TRANSFER_ENCODING", "").strip():
+        if django_request is request:
+            return request  # Django's request reads its body like a file (nothing without a length)
+        stream = request.stream
+        return stream if stream is not None else io.BytesIO(b"")
+    if isinstance(django_request, ASGIRequest):
+        return django_request  # the ASGI handler has read the whole body
+    if meta.get("wsgi.input_terminated"):
+        return meta["wsgi.input"]
+    raise LengthRequired(
+        "this server needs a Content-Length for uploads: send the file with its length "
+        "(curl -T FILE or --data-binary @FILE without 'Transfer-Encoding: chunked')"
+    )

@@ -1,14 +1,13 @@
 """Dashboard forms: input checks only; every write goes through a service."""
 from __future__ import annotations
 
-import json
 
 from django import forms
 
-from .. import annotations
+from .. import annotations, jsonsafe
 from ..exceptions import AnnotationError
 from ..models import Job, ObjectStorage
-from ..storage.factory import CONFIG_KEYS, SECRET_KEYS, build_store
+from ..storage.factory import CONFIG_KEYS, SECRET_KEYS, _clean
 
 JOB_EXAMPLE = {
     "python": """# volume: demo-data data
@@ -65,6 +64,29 @@ class VolumeCreateForm(forms.Form):
         except AnnotationError as exc:
             raise forms.ValidationError(str(exc)) from exc
         return name
+
+
+class DuplicateForm(VolumeCreateForm):
+    generation = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="From generation")
+
+    def __init__(self, *args, generations: list[tuple[int, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["generation"].choices = generations
+
+
+class QuotaForm(forms.Form):
+    size = forms.CharField(max_length=60, required=False, label="Size limit",
+                           widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                                         "placeholder": "10 GB", "inputmode": "text"}))
+
+    def clean_size(self) -> int | None:
+        from ..exceptions import InvalidSize
+        from ..services.volumes import parse_size
+
+        try:
+            return parse_size(self.cleaned_data["size"])
+        except InvalidSize as exc:
+            raise forms.ValidationError(exc.message) from exc
 
 
 class ShareForm(forms.Form):
@@ -160,11 +182,13 @@ class JobForm(forms.Form):
         if not raw:
             return {}
         try:
-            value = json.loads(raw)
+            value = jsonsafe.loads(raw)
         except ValueError as exc:
             raise forms.ValidationError(f"This is not valid JSON ({exc}); write an object like {{\"name\": \"world\"}}.")
         if not isinstance(value, dict):
             raise forms.ValidationError('The arguments must be a JSON object, like {"name": "world"}.')
+        if jsonsafe.problem(value):
+            raise forms.ValidationError(f"These arguments cannot be used: {jsonsafe.problem(value)}.")
         return value
 
     def clean(self):
@@ -221,7 +245,7 @@ class StorageForm(forms.Form):
                 widget.attrs["placeholder"] = "•••••• (saved; leave empty to keep)"
             self.fields[f"cfg_{key}"] = forms.CharField(
                 label=label, required=False, help_text=help_text, widget=widget,
-                initial=None if secret else config.get(key, ""),
+                initial=None if secret else without_userinfo(config.get(key, "")),
             )
         if instance is not None:
             self.fields["name"].initial = instance.name
@@ -229,7 +253,15 @@ class StorageForm(forms.Form):
             self.fields["is_primary"].initial = instance.is_primary
 
     def config_fields(self):
-        return [self[f"cfg_{key}"] for key, *_ in self.FIELDS]
+        """The connection fields; those of other kinds than the chosen one are marked hidden, so the
+        dialog opens showing one kind's fields (the script shows others when Kind changes)."""
+        kind = self["kind"].value() or "filesystem"
+        bound = []
+        for key, *_ in self.FIELDS:
+            field = self[f"cfg_{key}"]
+            field.kind_hidden = kind not in field.field.widget.attrs.get("data-kinds", "").split()
+            bound.append(field)
+        return bound
 
     def clean(self):
         data = super().clean()
@@ -243,6 +275,8 @@ class StorageForm(forms.Form):
             value = (data.get(f"cfg_{key}") or "").strip()
             if not value and key in SECRET_KEYS and old.get(key):
                 value = old[key]  # a saved secret is never shown; empty means keep it
+            elif value and old.get(key) and value == without_userinfo(old[key]):
+                value = old[key]  # the user:password@ of a saved URL is never shown; unchanged means keep it
             if value:
                 config[key] = value
         missing = [key for key in required if not config.get(key)]
@@ -250,11 +284,28 @@ class StorageForm(forms.Form):
             self.add_error(f"cfg_{key}", "Required for this kind of storage.")
         if not missing:
             try:
-                build_store(kind, config)  # validates the settings; no network call
+                # Validates the settings without building a client: an SDK may look for the server's own
+                # credentials (and ask a metadata address) while it is built. Saving checks the rest.
+                _clean(kind, config)
             except ValueError as exc:
                 self.add_error(None, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
         data["config"] = config
         return data
+
+
+def without_userinfo(value: str) -> str:
+    """A URL without its user:password@ (credentials are never rendered back); other text unchanged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not isinstance(value, str) or "@" not in value or "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if "@" not in parts.netloc:
+        return value
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 class VolumeStorageForm(forms.Form):

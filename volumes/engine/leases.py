@@ -7,7 +7,7 @@ proves itself with its fencing token; a newer acquire always has a larger token.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -31,6 +31,9 @@ class Lease:
     generation: int
     manifest_key: str
     ttl: float
+    # This process's monotonic clock when the request that got the lease was sent: the lease is
+    # live until at least sent_at + ttl (0: unknown).
+    sent_at: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,17 @@ class Holder:
     since: datetime | None
     expires_at: datetime | None
 
+    @property
+    def label(self) -> str:
+        """"job 3 on host:pid" for a worker's job (its holder reads "host:pid job 3"), else the holder."""
+        suffix = f" job {self.job_id}"
+        if self.job_id and self.holder.endswith(suffix):
+            return f"job {self.job_id} on {self.holder.removesuffix(suffix)}"
+        return f"{self.holder} (job {self.job_id})" if self.job_id else self.holder
+
     def describe(self) -> str:
-        job = f" (job {self.job_id})" if self.job_id else ""
         since = f" since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
-        return f"{self.holder}{job}{since}"
+        return f"{self.label}{since}"
 
 
 def _expiry(ttl: float) -> ExpressionWrapper:
@@ -71,6 +81,8 @@ def try_acquire(volume_id: int, holder: str, job_id: int | None = None, ttl: flo
     """Take the lease if it is free or expired; None if someone holds it."""
     ttl = ttl or conf.get("LEASE_TTL")
     with transaction.atomic():
+        # A job's lease is a use of the volume, reading or writing: "last used" moves with it.
+        used = {"last_used_at": Now(), "last_used_job_id": job_id} if job_id is not None else {}
         taken = (
             Volume.objects.filter(_free(), pk=volume_id)
             .update(
@@ -79,6 +91,7 @@ def try_acquire(volume_id: int, holder: str, job_id: int | None = None, ttl: flo
                 lease_job_id=job_id,
                 lease_acquired_at=Now(),
                 lease_expires_at=_expiry(ttl),
+                **used,
             )
         )
         if taken != 1:
@@ -105,18 +118,24 @@ def acquire(
     on_wait: Callable[[Holder | None], None] | None = None,
 ) -> Lease:
     """Take the lease, waiting up to `wait` seconds (VOLUMES_LEASE_WAIT_MAX by default)."""
+    from ..ops.metrics import LEASE_WAIT
+
     wait = conf.get("LEASE_WAIT_MAX") if wait is None else wait
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    deadline = started + wait
     delay, last_report = 0.02, None
     while True:
+        sent = time.monotonic()
         lease = try_acquire(volume_id, holder, job_id, ttl)
         if lease is not None:
-            return lease
+            LEASE_WAIT.labels("acquired").observe(time.monotonic() - started)
+            return replace(lease, sent_at=sent)
         held_by = current_holder(volume_id)
         now = time.monotonic()
         if now >= deadline:
             name = Volume.objects.filter(pk=volume_id).values_list("name", flat=True).first()
             who = held_by.describe() if held_by else "another job"
+            LEASE_WAIT.labels("timeout").observe(now - started)
             raise LeaseTimeout(
                 f"volume {name!r} is still held by {who} after waiting {wait:.0f}s; "
                 "retry when that job has finished, or raise VOLUMES_LEASE_WAIT_MAX",
@@ -154,7 +173,23 @@ def release(lease: Lease) -> bool:
     return released == 1
 
 
-def check_held(lease: Lease) -> None:
-    """Raise LeaseLost unless `lease` is still the live lease of its volume."""
-    if not Volume.objects.filter(pk=lease.volume_id, lease_token=lease.token, lease_expires_at__gt=Now()).exists():
+def release_job(job_id: int) -> int:
+    """Give back every lease a job holds, because the job finished; the number released."""
+    rows = Volume.objects.filter(lease_job_id=job_id, lease_expires_at__isnull=False).values(
+        "pk", "workspace_id", "name", "lease_token", "lease_holder", "generation", "manifest_key"
+    )
+    return sum(
+        release(Lease(r["pk"], r["workspace_id"], r["name"], r["lease_token"], r["lease_holder"], r["generation"],
+                      r["manifest_key"], conf.get("LEASE_TTL")))
+        for r in rows
+    )
+
+
+def check_held(lease: Lease, job_id: int | None = None) -> None:
+    """Raise LeaseLost unless `lease` is still the live lease of its volume (the fencing check), taken
+    for job `job_id` when one is given (an agent's token must be its own job's)."""
+    held = Volume.objects.filter(pk=lease.volume_id, lease_token=lease.token, lease_expires_at__gt=Now())
+    if job_id is not None:
+        held = held.filter(lease_job_id=job_id)
+    if not held.exists():
         raise LeaseLost(f"the lease on volume {lease.volume_name!r} was lost; nothing was committed")

@@ -7,8 +7,9 @@ manifest can never make a pull write outside its cache root.
 from __future__ import annotations
 
 import json
+import operator
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Iterable
 
 from ..exceptions import IntegrityError, InvalidPath
@@ -17,6 +18,64 @@ from ..storage.keys import safe_relpath
 FILE, LINK, DIR = "file", "link", "dir"
 HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 FORMAT = 1
+PERMISSIONS = 0o777  # modes keep permission bits only: never setuid, setgid or sticky
+MAX_DEPTH = 256  # folders nested deeper than this are not stored
+MAX_TARGET_BYTES = 4096
+REPAIR_HINT = ("an admin can repair the volume with `manage.py volume fsck VOLUME --repair` "
+               "or the Repair button on the volume's page")
+
+
+# Printable ASCII without backslash: such a path needs no Unicode or encoding checks, only its components.
+_PLAIN_PATH = re.compile(r"[ -\[\]-~]{1,4096}")
+
+
+def path_problem(path: str) -> str | None:
+    """Why a volume cannot hold an entry at `path` (None when it can): the rules every reader applies."""
+    if type(path) is str and _PLAIN_PATH.fullmatch(path):
+        parts = path.split("/")
+        if len(parts) <= MAX_DEPTH and all(0 < len(part) <= 255 and part != "." and part != ".." for part in parts):
+            return None  # the common case, decided as the full check would (tests/engine hold them equal)
+    return full_path_problem(path)
+
+
+def full_path_problem(path: str) -> str | None:
+    if not isinstance(path, str):
+        return "the path is not text"
+    try:
+        clean = safe_relpath(path)
+    except InvalidPath as exc:
+        return str(exc)
+    if clean != path:
+        return "the path is not normalised"
+    if path.count("/") >= MAX_DEPTH:
+        return f"it is nested more than {MAX_DEPTH} folders deep"
+    return None
+
+
+def entry_problem(entry: "Entry") -> str | None:
+    """Why a volume cannot hold this entry, judged alone (its parent folder is checked by the manifest)."""
+    if not all(isinstance(v, str) for v in (entry.path, entry.type, entry.hash, entry.target)) or not all(
+        type(v) is int for v in (entry.size, entry.mode, entry.mtime_ns, entry.gen)
+    ):
+        return "a field has the wrong type"
+    problem = path_problem(entry.path)
+    if problem:
+        return problem
+    if not (0 <= entry.mode <= 0o7777 and abs(entry.mtime_ns) < 2**63 and entry.gen >= 0):
+        return "its mode, time or generation is out of range"
+    if entry.type not in (FILE, LINK, DIR):
+        return f"unknown type {entry.type!r}"
+    if entry.type == FILE and (not HASH_RE.match(entry.hash) or entry.size < 0):
+        return "a bad hash or size"
+    if entry.type == LINK:
+        if not entry.target or "\x00" in entry.target:
+            return "a bad link target"
+        try:
+            if len(entry.target.encode("utf-8")) > MAX_TARGET_BYTES:
+                return f"its link target is longer than {MAX_TARGET_BYTES} bytes"
+        except UnicodeEncodeError:
+            return "its link target is not valid UTF-8 text"
+    return None
 
 
 @dataclass(frozen=True)
@@ -41,6 +100,10 @@ class Entry:
         )
 
 
+ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+_entry_row = operator.attrgetter(*ENTRY_FIELDS)
+
+
 @dataclass
 class Manifest:
     entries: dict[str, Entry] = field(default_factory=dict)
@@ -61,6 +124,21 @@ class Manifest:
     def hashes(self) -> set[str]:
         return {e.hash for e in self.files}
 
+    def to_rows(self) -> list[tuple]:
+        """The entries as tuples of their fields (ENTRY_FIELDS order), for the worker's compact local copy."""
+        return [_entry_row(e) for e in self.entries.values()]
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple], generation: int) -> "Manifest":
+        """The inverse of to_rows, for our own local copy only: no checks. Entries are made without their
+        frozen __init__ (one object.__setattr__ per field), which takes most of the time for 100,000."""
+        make, names, entries = object.__new__, ENTRY_FIELDS, {}
+        for row in rows:
+            entry = make(Entry)
+            entry.__dict__.update(zip(names, row))
+            entries[row[0]] = entry
+        return cls(entries, generation)
+
     def to_json(self) -> bytes:
         rows = [dict(vars(e)) for e in sorted(self.entries.values(), key=lambda e: e.path)]
         doc = {"format": FORMAT, "generation": self.generation, "entries": rows}
@@ -68,7 +146,8 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes, trusted: bool = False) -> "Manifest":
-        """Parse and validate; `trusted` skips validation for our own local copy (the worker cache)."""
+        """Parse and validate; `trusted` skips validation for our own local copy (the worker cache).
+        Modes keep their permission bits only, whatever the stored copy says."""
         try:
             doc = json.loads(data.decode("utf-8"))
             rows = doc["entries"]
@@ -77,40 +156,92 @@ class Manifest:
                 entry = Entry(**row)
                 manifest.entries[entry.path] = entry
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-            raise IntegrityError(f"the manifest is damaged ({exc.__class__.__name__}: {exc})") from exc
+            raise IntegrityError(f"the manifest is damaged ({exc.__class__.__name__}: {exc}); {REPAIR_HINT}") from exc
         if not trusted:
-            manifest.validate()
+            try:
+                manifest.validate()
+            except IntegrityError as exc:
+                raise IntegrityError(f"{exc}; {REPAIR_HINT}") from exc
+        manifest.entries = {p: _masked(e) for p, e in manifest.entries.items()}
         return manifest
+
+    @classmethod
+    def salvage(cls, data: bytes) -> tuple["Manifest", list[tuple[str, str]]]:
+        """Every entry a volume can hold from a possibly damaged manifest, and what had to go as
+        (path, why). Missing parent folders are added back rather than losing what is in them.
+        IntegrityError when the document itself cannot be read."""
+        try:
+            doc = json.loads(data.decode("utf-8"))
+            rows = doc["entries"]
+            generation = int(doc.get("generation", 0))
+            if not isinstance(rows, list):
+                raise TypeError("entries is not a list")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError) as exc:
+            raise IntegrityError(f"the manifest cannot be read at all ({exc.__class__.__name__}: {exc})") from exc
+        kept: dict[str, Entry] = {}
+        dropped: list[tuple[str, str]] = []
+        for row in rows:
+            try:
+                entry = Entry(**row)
+            except TypeError as exc:
+                dropped.append((str(row.get("path", "?") if isinstance(row, dict) else row)[:300], str(exc)))
+                continue
+            problem = entry_problem(entry)
+            if problem is None and entry.path in kept:
+                problem = "it appears twice"
+            if problem:
+                dropped.append((entry.path if isinstance(entry.path, str) else repr(entry.path), problem))
+                continue
+            kept[entry.path] = _masked(entry)
+        for path in sorted(kept, key=lambda p: p.count("/")):
+            if path not in kept:
+                continue
+            parent = path.rpartition("/")[0]
+            missing: list[str] = []
+            while parent and parent not in kept:
+                missing.append(parent)
+                parent = parent.rpartition("/")[0]
+            if parent and kept[parent].type != DIR:
+                dropped.append((path, f"its parent {parent!r} is not a folder"))
+                for sub in [p for p in kept if p == path or p.startswith(path + "/")]:
+                    del kept[sub]
+                continue
+            for folder in missing:
+                kept[folder] = Entry(folder, DIR, mode=0o755)
+        return cls(kept, generation), dropped
+
+    @staticmethod
+    def referenced_hashes(data: bytes) -> set[str]:
+        """Every blob a stored manifest names, even in entries no reader accepts (the garbage collector
+        must keep them: a repair may still need one). IntegrityError when the document cannot be read."""
+        try:
+            rows = json.loads(data.decode("utf-8"))["entries"]
+            return {row["hash"] for row in rows
+                    if isinstance(row, dict) and isinstance(row.get("hash"), str) and HASH_RE.match(row["hash"])}
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise IntegrityError(f"the manifest cannot be read at all ({exc.__class__.__name__}: {exc})") from exc
 
     def validate(self) -> None:
         """Refuse anything a pull could not restore safely beneath its root."""
         for path, entry in self.entries.items():
-            if not all(isinstance(v, str) for v in (entry.path, entry.type, entry.hash, entry.target)) or not all(
-                type(v) is int for v in (entry.size, entry.mode, entry.mtime_ns, entry.gen)
-            ):
-                raise IntegrityError(f"the manifest entry {str(path)[:200]!r} has a field of the wrong type")
-            if not (0 <= entry.mode <= 0o7777 and abs(entry.mtime_ns) < 2**63 and entry.gen >= 0):
-                raise IntegrityError(f"the manifest entry {path[:200]!r} has a mode, time or generation out of range")
-            try:
-                clean = safe_relpath(path)
-            except InvalidPath as exc:
-                raise IntegrityError(f"the manifest has an unsafe path {path!r}: {exc}") from exc
-            if clean != path or entry.path != path:
-                raise IntegrityError(f"the manifest has a non-normalised path {path!r}")
-            if entry.type not in (FILE, LINK, DIR):
-                raise IntegrityError(f"the manifest entry {path!r} has unknown type {entry.type!r}")
-            if entry.type == FILE and (not HASH_RE.match(entry.hash) or entry.size < 0):
-                raise IntegrityError(f"the manifest entry {path!r} has a bad hash or size")
-            if entry.type == LINK and ("\x00" in entry.target or not entry.target):
-                raise IntegrityError(f"the manifest entry {path!r} has a bad link target")
+            problem = entry_problem(entry)
+            if problem is None and entry.path != path:
+                problem = "the path is not the entry's own"
+            if problem:
+                raise IntegrityError(f"the manifest entry {str(path)[:200]!r} cannot be stored: {problem}")
             parent = path.rpartition("/")[0]
             if parent and (parent not in self.entries or self.entries[parent].type != DIR):
                 raise IntegrityError(f"the manifest entry {path!r} lacks its parent folder {parent!r}")
 
 
+def _masked(entry: Entry) -> Entry:
+    return entry if entry.mode & ~PERMISSIONS == 0 else replace(entry, mode=entry.mode & PERMISSIONS)
+
+
 def diff(base: Manifest, new: Manifest) -> tuple[list[Entry], list[Entry], list[Entry]]:
     """(added, changed, deleted) entries going from base to new."""
     added = [e for p, e in new.entries.items() if p not in base.entries]
-    changed = [e for p, e in new.entries.items() if p in base.entries and not e.same_content(base.entries[p])]
+    old = base.entries
+    changed = [e for p, e in new.entries.items() if p in old and old[p] is not e and not e.same_content(old[p])]
     deleted = [e for p, e in base.entries.items() if p not in new.entries]
     return added, changed, deleted

@@ -6,30 +6,42 @@ over the REST API for agent workers that hold no credentials.
 """
 from __future__ import annotations
 
-import uuid
+import hashlib
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from contextlib import contextmanager, nullcontext
+from typing import Callable, ContextManager, Iterator
 
 from .. import conf
 from ..exceptions import NotFound
 from ..models import Volume
-from ..storage.base import ObjectStore
-from ..storage.factory import store_for_storage
-from ..storage.keys import blob_key, manifest_key, volume_prefix
-from . import commits, leases
+from ..storage.base import CHUNK_SIZE, ObjectStore
+from ..storage.factory import store_for_volume
+from ..storage.keys import blob_key
+from . import commits, leases, manifest_store, pins
 from .commits import ChangeCounts
 from .faults import crash_point
+from .retry import RetryingStore
 from .leases import Holder, Lease
 from .manifest import Manifest
+from .pins import Pin
 
 
 class Remote(ABC):
+    notify: Callable[[str], None] | None = None  # hears about storage trouble worth a line in the job log
+
     def prepare(self, lease: Lease) -> None:
         """Called in the syncing thread before blobs move on worker threads."""
 
     def pull_threads(self, lease: Lease) -> int:
         return conf.get("TRANSFER_THREADS")
+
+    def push_threads(self, lease: Lease) -> int:
+        return conf.get("TRANSFER_THREADS")
+
+    def upload_batch(self, lease: Lease) -> ContextManager[None]:
+        """Uploads made inside may be finished (made durable and visible) only when it exits."""
+        return nullcontext()
 
     @abstractmethod
     def acquire(
@@ -43,9 +55,23 @@ class Remote(ABC):
     @abstractmethod
     def release(self, lease: Lease) -> bool: ...
 
+    # Readers: a pin on the committed generation instead of the lease (engine/pins.py).
+    @abstractmethod
+    def pin(self, workspace_id: str, volume_name: str, holder: str, job_id: int | None = None) -> Pin: ...
+
+    @abstractmethod
+    def renew_pin(self, pin: Pin) -> None: ...
+
+    @abstractmethod
+    def release_pin(self, pin: Pin) -> bool: ...
+
     @abstractmethod
     def read_manifest(self, lease: Lease) -> Manifest:
         """The manifest of the generation current when the lease was taken (empty at generation 0)."""
+
+    def check_room(self, lease: Lease, manifest: Manifest, counts: ChangeCounts) -> None:
+        """LimitExceeded now if the commit would be refused for the volume's cap or the workspace's quota
+        (`commits.check_room`; the commit checks again, and a server checks an agent's commit itself)."""
 
     @abstractmethod
     def missing_blobs(self, lease: Lease, hashes: set[str]) -> set[str]: ...
@@ -56,6 +82,15 @@ class Remote(ABC):
     @abstractmethod
     def upload_blob(self, lease: Lease, digest: str, local_path: str) -> None: ...
 
+    def download_blob_hashed(self, lease: Lease, digest: str, local_path: str) -> str:
+        """Download like download_blob; returns the SHA-256 (hex) of the bytes written."""
+        self.download_blob(lease, digest, local_path)
+        sha = hashlib.sha256()
+        with open(local_path, "rb", buffering=0) as fh:
+            while chunk := fh.read(CHUNK_SIZE):
+                sha.update(chunk)
+        return sha.hexdigest()
+
     @abstractmethod
     def commit(
         self, lease: Lease, parent: int, manifest: Manifest, counts: ChangeCounts,
@@ -64,6 +99,12 @@ class Remote(ABC):
         """Write the manifest and move the volume to it under the fencing check.
         Returns (new generation, manifest key)."""
 
+    @abstractmethod
+    def commit_many(self, prepared: list) -> list[tuple[int, str]]:
+        """Commit each prepared change (`sync.PreparedCommit`: lease, base, manifest, counts, job_id,
+        message; parent is the lease's generation) through the one commit path: all or none.
+        Returns (new generation, manifest key) per item, in order."""
+
 
 class DirectRemote(Remote):
     """Database + object storage in this process."""
@@ -71,6 +112,7 @@ class DirectRemote(Remote):
     def __init__(self, user_id: int | None = None) -> None:
         self.user_id = user_id
         self._stores: dict[int, tuple[ObjectStore, str]] = {}
+        self._batches: dict[int, object] = {}
 
     def prepare(self, lease: Lease) -> None:
         # Resolve the storage here: transfer threads must not query the database (their own
@@ -84,24 +126,58 @@ class DirectRemote(Remote):
         store, _ = self._store(lease)
         return 1 if store.kind == "filesystem" else conf.get("TRANSFER_THREADS")
 
+    def push_threads(self, lease: Lease) -> int:
+        # Batched local writes are small syscalls and Python per file, like pulls (see above).
+        store, _ = self._store(lease)
+        return 1 if store.kind == "filesystem" else conf.get("TRANSFER_THREADS")
+
+    @contextmanager
+    def upload_batch(self, lease: Lease) -> Iterator[None]:
+        # A local folder flushes the whole batch at once (one syncfs instead of an fsync per blob).
+        store, _ = self._store(lease)
+        if store.kind != "filesystem":
+            yield
+            return
+        with store.write_batch() as batch:
+            self._batches[lease.volume_id] = batch
+            try:
+                yield
+            finally:
+                self._batches.pop(lease.volume_id, None)
+
     def _store(self, lease: Lease) -> tuple[ObjectStore, str]:
         if lease.volume_id not in self._stores:
-            volume = Volume.objects.select_related("storage").get(pk=lease.volume_id)
+            # all_objects: a reader pinned before the volume went to the trash still reads it (engine/pins.py).
+            volume = Volume.all_objects.select_related("storage").get(pk=lease.volume_id)
+            store, prefix = store_for_volume(volume)
+            # Transient errors are retried for VOLUMES_STORAGE_RETRY_FOR seconds (engine/retry.py).
             self._stores[lease.volume_id] = (
-                store_for_storage(volume.storage),
-                volume_prefix(volume.workspace_id, volume.name),
+                RetryingStore(store, notify=lambda line: self.notify and self.notify(line)), prefix,
             )
         return self._stores[lease.volume_id]
 
-    def acquire(self, workspace_id, volume_name, holder, job_id=None, wait=None, on_wait=None) -> Lease:
+    def _volume_id(self, workspace_id: str, volume_name: str) -> int:
         volume_id = (
-            Volume.objects.filter(workspace_id=workspace_id, name__iexact=volume_name)
+            Volume.objects.named(workspace_id, volume_name)
             .values_list("pk", flat=True)
             .first()
         )
         if volume_id is None:
             raise NotFound(f"volume {volume_name!r} does not exist in workspace {workspace_id!r}")
-        return leases.acquire(volume_id, holder, job_id=job_id, wait=wait, on_wait=on_wait)
+        return volume_id
+
+    def acquire(self, workspace_id, volume_name, holder, job_id=None, wait=None, on_wait=None) -> Lease:
+        return leases.acquire(self._volume_id(workspace_id, volume_name), holder, job_id=job_id, wait=wait,
+                              on_wait=on_wait)
+
+    def pin(self, workspace_id, volume_name, holder, job_id=None) -> Pin:
+        return pins.pin(self._volume_id(workspace_id, volume_name), holder, job_id=job_id)
+
+    def renew_pin(self, pin: Pin) -> None:
+        pins.renew(pin)
+
+    def release_pin(self, pin: Pin) -> bool:
+        return pins.release(pin)
 
     def renew(self, lease: Lease) -> None:
         leases.renew(lease)
@@ -113,11 +189,16 @@ class DirectRemote(Remote):
         if not lease.manifest_key:
             return Manifest()
         store, _ = self._store(lease)
-        return Manifest.from_json(store.get_bytes(lease.manifest_key))
+        return manifest_store.read(store, lease.manifest_key)
+
+    def check_room(self, lease: Lease, manifest: Manifest, counts: ChangeCounts) -> None:
+        commits.check_room(lease.volume_id, lease.generation + 1, manifest, counts)
 
     def missing_blobs(self, lease: Lease, hashes: set[str]) -> set[str]:
         store, prefix = self._store(lease)
         ordered = sorted(hashes)
+        if store.kind == "filesystem":  # a stat each: threads would only queue for the GIL
+            return {h for h in ordered if not store.exists(blob_key(prefix, h))}
         with ThreadPoolExecutor(conf.get("TRANSFER_THREADS")) as pool:
             present = list(pool.map(lambda h: store.exists(blob_key(prefix, h)), ordered))
         return {h for h, ok in zip(ordered, present) if not ok}
@@ -126,19 +207,31 @@ class DirectRemote(Remote):
         store, prefix = self._store(lease)
         store.get_file(blob_key(prefix, digest), local_path)
 
+    def download_blob_hashed(self, lease: Lease, digest: str, local_path: str) -> str:
+        store, prefix = self._store(lease)
+        return store.get_file_sha256(blob_key(prefix, digest), local_path)
+
     def upload_blob(self, lease: Lease, digest: str, local_path: str) -> None:
         store, prefix = self._store(lease)
-        store.put_file(blob_key(prefix, digest), local_path)
+        # Verified as it streams (the file may change after it was hashed) and create-only: a blob
+        # already there is never replaced, whoever holds the lease.
+        batch = self._batches.get(lease.volume_id)
+        if batch is not None:
+            batch.put_file(blob_key(prefix, digest), local_path, sha256=digest)
+        else:
+            store.put_file(blob_key(prefix, digest), local_path, sha256=digest, create_only=True)
         crash_point("push.after_blob_upload")
 
     def commit(self, lease, parent, manifest, counts, job_id=None, message="") -> tuple[int, str]:
-        store, prefix = self._store(lease)
-        leases.check_held(lease)
-        key = manifest_key(prefix, f"{parent + 1:08d}-{uuid.uuid4().hex[:12]}.json")
-        manifest.generation = parent + 1
-        store.put_bytes(key, manifest.to_json())
-        crash_point("push.after_manifest_write")
-        generation = commits.commit_generation(
-            lease, parent, key, manifest, counts, user_id=self.user_id, job_id=job_id, message=message
-        )
-        return generation, key
+        base = self.read_manifest(lease) if parent == lease.generation else Manifest()
+        return self.commit_changes([commits.Change(lease, parent, base, manifest, job_id, message, counts)])[0]
+
+    def commit_many(self, prepared: list) -> list[tuple[int, str]]:
+        return self.commit_changes([
+            commits.Change(p.lease, p.lease.generation, p.base, p.manifest, p.job_id, p.message, p.counts)
+            for p in prepared
+        ])
+
+    def commit_changes(self, changes: list[commits.Change]) -> list[tuple[int, str]]:
+        """Every change through the one commit path (engine/commits.py), with this remote's stores."""
+        return commits.commit_changes(changes, self._store, user_id=self.user_id)

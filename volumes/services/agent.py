@@ -5,8 +5,13 @@ on its behalf. They check everything against the job the agent claimed (its moun
 their modes, decided by `jobs.job_prepare` as the job's user) and the lease's fencing
 token, then use the same engine code as in-process workers (`DirectRemote`, `leases`).
 
-Who may act as an agent: workspace admins, and members of a group named "agents"
-(see `can_run_agents`).
+Who may act as an agent: workspace admins, and members given the agent role of that workspace
+(`Membership.runs_agents`, `manage.py agent_role`); see `can_run_agents`. An agent reads and
+writes only what both the job's user and the agent's own user may: a job whose volumes the
+agent's user may not use as the job does is left queued for another worker (`agent_may_run`).
+Every request about a job needs the job running and the key of its current claim; finishing
+releases the job's leases and pins. A read-only mount pins its generation (`agent_pin`) and reads
+manifest and blobs under that pin instead of a lease.
 """
 from __future__ import annotations
 
@@ -21,21 +26,21 @@ from django.core import signing
 from django.db.models.functions import Now
 
 from .. import conf, permissions
-from ..engine import leases
-from ..engine.commits import ChangeCounts
+from ..engine import commits, leases, pins
+from ..engine.commits import Change, ChangeCounts
 from ..engine.leases import Holder, Lease
+from ..engine.pins import Pin
 from ..engine.manifest import HASH_RE, Manifest
 from ..engine.remote import DirectRemote
 from ..exceptions import (
-    BlobMissing, Conflict, IntegrityError, InvalidPath, LeaseLost, LimitExceeded, NotFound, PermissionDenied,
+    BlobMissing, Conflict, IntegrityError, InvalidPath, JobFinished, LeaseLost, LimitExceeded, NotFound, PermissionDenied,
     VolumesError,
 )
-from ..models import Job, JobVolume, Membership, Volume, Workspace
-from ..storage.factory import store_for_storage
-from ..storage.keys import blob_key, volume_prefix
-from . import jobs
+from ..models import Job, JobVolume, Membership, Volume, VolumePin, Workspace
+from ..storage.factory import store_for_volume
+from ..storage.keys import blob_key
+from . import direct, jobs
 
-AGENTS_GROUP = "agents"
 JOB_KEY_SALT = "volumes.agent.job"
 CHUNK = 1024 * 1024
 MAX_WAIT_PER_REQUEST = 25.0
@@ -44,19 +49,56 @@ MAX_WAIT_PER_REQUEST = 25.0
 # Who may run agents -----------------------------------------------------------------------------
 
 def can_run_agents(user, workspace: Workspace) -> bool:
-    """Workspace admins, and members in a group named "agents", may claim and run jobs."""
-    user_role = permissions.role(user, workspace)
-    if user_role == Membership.Role.ADMIN:
-        return True
-    return user_role is not None and user.groups.filter(name=AGENTS_GROUP).exists()
+    """Workspace admins, and members with the workspace's agent role, may claim and run jobs."""
+    if user is None or not user.is_authenticated:
+        return False
+    row = Membership.objects.filter(workspace=workspace, user=user).values("role", "runs_agents").first()
+    return row is not None and (row["role"] == Membership.Role.ADMIN or row["runs_agents"])
 
 
 def require_agent(user, workspace: Workspace) -> None:
     if not can_run_agents(user, workspace):
         raise PermissionDenied(
-            f"only admins of workspace {workspace.id!r} and members of the group {AGENTS_GROUP!r} can run "
-            "agent workers; use a token of such a user"
+            f"only admins of workspace {workspace.id!r} and members with its agent role can run agent workers; "
+            f"use a token of such a user, or ask an admin: manage.py agent_role {workspace.id} USERNAME"
         )
+
+
+_LEVEL = {None: 0, permissions.READ: 1, permissions.WRITE: 2}
+
+
+def agent_may_run(job: Job, user) -> bool:
+    """Whether the agent's user may use every existing volume of the job at least as the job's user may.
+
+    Jobs whose annotations fail are claimed (and fail as on any worker); volumes that do not exist
+    yet are created open to every member, so the agent's user may use them."""
+    from .. import annotations
+
+    try:
+        resolved = annotations.resolve(annotations.parse(job.content, job.language), job.workspace_id,
+                                       job.args or {})
+    except VolumesError:
+        return True
+    for mount in resolved:
+        volume = Volume.objects.filter(workspace_id=job.workspace_id, name__iexact=mount.name).first()
+        if volume is None:
+            continue
+        if _LEVEL[permissions.access(user, volume).level] < _LEVEL[permissions.access(job.user, volume).level]:
+            return False
+    return True
+
+
+def _agent_shortfall(plans: list, job: Job, user) -> str:
+    """Why the agent's user may not run the prepared job ('' when it may)."""
+    for plan in plans:
+        volume = Volume.objects.get(workspace_id=job.workspace_id, name__iexact=plan.name)
+        need = permissions.READ if plan.read_only else permissions.WRITE
+        if _LEVEL[permissions.access(user, volume).level] < _LEVEL[need]:
+            return (
+                f"the agent's user {user} may not {'read' if plan.read_only else 'write'} volume {plan.name!r}, "
+                f"which the job needs; an agent uses only what both the job's user and its own user may"
+            )
+    return ""
 
 
 # Claiming -----------------------------------------------------------------------------------------
@@ -70,7 +112,12 @@ class Claimed:
 
 
 def job_key(job: Job, user) -> str:
-    return signing.dumps({"job": job.pk, "user": user.pk}, salt=JOB_KEY_SALT)
+    """Signed (job, agent user, claim time): only this claim of this job by this user."""
+    return signing.dumps({"job": job.pk, "user": user.pk, "claim": _claim_stamp(job)}, salt=JOB_KEY_SALT)
+
+
+def _claim_stamp(job: Job) -> str:
+    return job.started_at.isoformat() if job.started_at else ""
 
 
 def agent_claim_next(workspace: Workspace, user, worker: str) -> Claimed | None:
@@ -80,22 +127,30 @@ def agent_claim_next(workspace: Workspace, user, worker: str) -> Claimed | None:
     worker would, and the next queued job is tried. None when nothing is queued."""
     require_agent(user, workspace)
     worker = f"agent {worker}"[:200]
+    skipped: list[int] = []  # jobs this agent's user may not run: left queued for other workers
     for _ in range(50):
-        job_id = (
+        candidate = (
             Job.objects.filter(workspace=workspace, status=Job.Status.QUEUED, cancel_requested=False)
+            .exclude(pk__in=skipped)
+            .select_related("user", "workspace")
             .order_by("created_at", "id")
-            .values_list("pk", flat=True)
             .first()
         )
-        if job_id is None:
+        if candidate is None:
             return None
-        job = jobs.job_claim(job_id, worker)
+        if not agent_may_run(candidate, user):
+            skipped.append(candidate.pk)
+            continue
+        job = jobs.job_claim(candidate.pk, worker)
         if job is None:
             continue  # another worker was faster
         reporter = jobs.JobReporter(job.pk)
         reporter.log(f"job {job.pk} started on {worker} (agent user {user}) as {job.user}")
         try:
             plans, sandbox = jobs.job_prepare(job)
+            shortfall = _agent_shortfall(plans, job, user)  # shares may have changed since the check
+            if shortfall:
+                raise PermissionDenied(shortfall)
         except VolumesError as exc:
             reporter.log(f"error: {exc}")
             reporter.finish(Job.Status.FAILURE, error=str(exc))
@@ -118,8 +173,10 @@ def agent_settings() -> dict:
     }
 
 
-def agent_job(workspace: Workspace, user, job_id: int, key: str) -> Job:
-    """The job an agent acts on, checked against the key it got when it claimed the job."""
+def agent_job(workspace: Workspace, user, job_id: int, key: str, allow_finished: bool = False) -> Job:
+    """The running job an agent acts on, checked against the key it got when it claimed the job.
+
+    JobFinished once the job finished (only releasing a lease is answered then, with False)."""
     require_agent(user, workspace)
     job = Job.objects.filter(pk=job_id, workspace=workspace).select_related("user", "workspace").first()
     if job is None:  # first, so a job of another workspace is 404 as everywhere else
@@ -128,16 +185,21 @@ def agent_job(workspace: Workspace, user, job_id: int, key: str) -> Job:
         claim = signing.loads(key or "", salt=JOB_KEY_SALT)
     except signing.BadSignature:
         claim = None
-    if not claim or claim.get("job") != job_id or claim.get("user") != user.pk:
+    if not claim or claim.get("job") != job_id or claim.get("user") != user.pk or \
+            claim.get("claim") != _claim_stamp(job):
         raise PermissionDenied(
             f"job {job_id} was not claimed by this agent; only the agent that claimed a job may act on it"
         )
+    if not allow_finished:
+        require_running(job)
     return job
 
 
 def require_running(job: Job) -> None:
     if job.is_finished:
-        raise LeaseLost(f"job {job.pk} has already finished ({job.status}); it may not change volumes any more")
+        raise JobFinished(
+            f"job {job.pk} has already finished ({job.status}); its key may not read or change anything any more"
+        )
 
 
 # Leases ------------------------------------------------------------------------------------------
@@ -179,10 +241,9 @@ def agent_lease(job: Job, name: str, token: int, write: bool = False) -> tuple[V
         raise PermissionDenied(
             f"job {job.pk} mounts volume {volume.name!r} read-only; nothing may be written to it"
         )
-    live = Volume.objects.filter(pk=volume.pk, lease_token=token, lease_job_id=job.pk, lease_expires_at__gt=Now())
-    if not live.exists():
-        raise LeaseLost(f"the lease on volume {volume.name!r} was lost (expired or taken over)")
-    return volume, _lease_of(volume, token)
+    lease = _lease_of(volume, token)
+    leases.check_held(lease, job_id=job.pk)
+    return volume, lease
 
 
 def agent_renew(job: Job, name: str, token: int) -> None:
@@ -200,15 +261,60 @@ def agent_release(job: Job, name: str, token: int) -> bool:
     return leases.release(_lease_of(volume, token))
 
 
+# Pins: read-only mounts ---------------------------------------------------------------------------
+
+def agent_pin(job: Job, name: str, holder: str) -> Pin:
+    """Pin the committed generation of a volume the job mounts (read-only or not: reading is allowed)."""
+    require_running(job)
+    volume, _ = _mount(job, name)
+    return pins.pin(volume.pk, holder, job_id=job.pk)
+
+
+def agent_pinned(job: Job, name: str, pin_id: int) -> tuple[Volume, Pin]:
+    """The volume and the job's live pin on it; LeaseLost unless `pin_id` is such a pin."""
+    volume, _ = _mount(job, name)
+    row = VolumePin.objects.filter(pk=pin_id, job=job, volume=volume, expires_at__gt=Now()).first()
+    if row is None:
+        raise LeaseLost(f"the pin {pin_id} on volume {volume.name!r} expired or is not this job's; pin again")
+    return volume, Pin(volume.pk, volume.workspace_id, volume.name, 0, row.holder, row.generation,
+                       row.manifest_key, conf.get("LEASE_TTL"), pin_id=row.pk)
+
+
+def agent_renew_pin(job: Job, name: str, pin_id: int) -> None:
+    require_running(job)
+    pins.renew(agent_pinned(job, name, pin_id)[1])
+
+
+def agent_release_pin(job: Job, name: str, pin_id: int) -> bool:
+    """Drop the job's pin; False if it is not (or no longer) there."""
+    volume, _ = _mount(job, name)
+    return VolumePin.objects.filter(pk=pin_id, job=job, volume=volume).delete()[0] == 1
+
+
 # Manifests and blobs -----------------------------------------------------------------------------
 
-def agent_manifest(job: Job, name: str, token: int, generation: int) -> Manifest:
-    """The manifest of `generation` (the one the lease was taken at) of a volume the job holds."""
+def _readable(job: Job, name: str, token: int | None, pin_id: int | None) -> tuple[Volume, Lease]:
+    """What the job reads under: its pin when it names one, else its lease."""
+    if pin_id is not None:
+        return agent_pinned(job, name, pin_id)
+    if token is None:
+        raise VolumesError("give the lease's fencing token as ?token=N or the pin as ?pin=N")
+    return agent_lease(job, name, token)
+
+
+def agent_manifest(job: Job, name: str, token: int | None, generation: int, pin_id: int | None = None) -> Manifest:
+    """The manifest of `generation` (the one the lease or pin was taken at) of a volume the job holds."""
     from .files import manifest_of
 
-    volume, _ = agent_lease(job, name, token)
+    volume, held = _readable(job, name, token, pin_id)
     if generation == 0:
         return Manifest()
+    if isinstance(held, Pin):
+        if generation != held.generation:
+            raise Conflict(f"pin {pin_id} holds generation {held.generation} of volume {volume.name!r}, "
+                           f"not {generation}")
+        # By its key: GC keeps a pinned generation's manifest even when its history row was pruned.
+        return DirectRemote(user_id=job.user_id).read_manifest(held)
     return manifest_of(volume, generation)
 
 
@@ -223,10 +329,20 @@ def agent_missing(job: Job, name: str, token: int, hashes: list[str]) -> set[str
     return DirectRemote(user_id=job.user_id).missing_blobs(lease, {_check_digest(h) for h in hashes})
 
 
-def agent_blob_open(job: Job, name: str, token: int, digest: str) -> Iterator[bytes]:
-    volume, _ = agent_lease(job, name, token)
-    store = store_for_storage(volume.storage)
-    key = blob_key(volume_prefix(volume.workspace_id, volume.name), _check_digest(digest))
+def agent_blob_urls(job: Job, name: str, token: int | None, hashes, upload: bool, pin_id: int | None = None
+                    ) -> dict[str, dict]:
+    """Presigned transfers of these blobs of the volume, while the job holds its lease (or, to read, its pin);
+    {} where the proxy must be used."""
+    volume, _ = agent_lease(job, name, token, write=True) if upload else _readable(job, name, token, pin_id)
+    hashes = {_check_digest(h) for h in hashes}
+    return direct.upload_urls(volume, hashes) if upload else direct.download_urls(volume, hashes)
+
+
+def agent_blob_open(job: Job, name: str, token: int | None, digest: str, pin_id: int | None = None
+                    ) -> Iterator[bytes]:
+    volume, _ = _readable(job, name, token, pin_id)
+    store, prefix = store_for_volume(volume)
+    key = blob_key(prefix, _check_digest(digest))
     try:
         return store.open_read(key)  # raises BlobMissing before the first chunk
     except BlobMissing:
@@ -265,51 +381,69 @@ def agent_blob_put(job: Job, name: str, token: int, digest: str, stream: BinaryI
 # Commits -----------------------------------------------------------------------------------------
 
 def agent_commit(job: Job, name: str, token: int, parent: int, manifest_json: bytes, message: str = "") -> tuple[int, str]:
-    """Validate an agent's manifest and commit it with the same code as `DirectRemote.commit`."""
+    """Validate an agent's manifest and commit it through the one commit path (engine/commits.py)."""
+    return agent_commit_many(job, [(name, token, parent, manifest_json, message)])[0]
+
+
+def agent_commit_many(job: Job, items: list[tuple[str, int, int, bytes, str]]) -> list[tuple[int, str]]:
+    """Validate every (volume name, token, parent, manifest json, message) of the job, then commit them
+    all in one transaction: all or none. Returns (generation, manifest key) per item."""
+    names = [name.lower() for name, *_ in items]
+    if len(set(names)) != len(names):
+        raise VolumesError("each volume may appear once in a commit")
+    remote = DirectRemote(user_id=job.user_id)
+    return remote.commit_changes([_agent_change(job, remote, *item) for item in items])
+
+
+def _agent_change(job: Job, remote: DirectRemote, name: str, token: int, parent: int, manifest_json: bytes,
+                  message: str = "") -> Change:
+    """An agent's manifest as a change for the commit path, once every blob it names is checked."""
     require_running(job)
     volume, lease = agent_lease(job, name, token, write=True)
     manifest = Manifest.from_json(manifest_json)  # validates every path, type, hash and parent folder
-    if volume.generation != parent:
-        raise Conflict(
-            f"volume {volume.name!r} is at generation {volume.generation}, not {parent}; nothing was committed"
-        )
+    commits.check_current(lease, parent)
     limit = conf.max_file_size()
     if limit is not None:
         for entry in manifest.files:
             if entry.size > limit:
                 raise LimitExceeded(f"file {entry.path!r} is over the limit of {limit:,} bytes per file",
                                     path=entry.path)
-    cap = job.workspace.max_volume_size
-    if cap is not None and manifest.size_bytes > cap:
-        raise LimitExceeded(
-            f"volume {volume.name!r} would be {manifest.size_bytes:,} bytes, over its limit of {cap:,} bytes; "
-            "nothing was committed"
-        )
     from .files import manifest_of
 
     base = manifest_of(volume) if parent else Manifest()
-    remote = DirectRemote(user_id=job.user_id)
+    counts = ChangeCounts.between(base, manifest)
+    remote.check_room(lease, manifest, counts)  # the commit's limits, before asking storage about blobs
     # Blobs of the current generation exist (the garbage collector takes the lease we hold),
     # so only the ones new in this manifest need checking.
     missing = remote.missing_blobs(lease, manifest.hashes() - base.hashes())
+    accepted = direct.accept_uploads(volume, missing)  # checked before anything can name them
+    missing -= accepted.keys()
     if missing:
         raise IntegrityError(
             f"{len(missing)} files of the manifest were never uploaded (e.g. {sorted(missing)[0]}); "
             "upload them, then commit again",
         )
-    # A size that is not the blob's would make downloads announce a wrong Content-Length.
-    store, prefix = store_for_storage(volume.storage), volume_prefix(volume.workspace_id, volume.name)
-    known = base.hashes()
+    # A size that is not the blob's would make downloads announce a wrong Content-Length, and a known
+    # blob reused under a small size would slip past the volume's cap: every size is checked, against
+    # the base generation (checked when it was committed) or else against storage.
+    known = {e.hash: e.size for e in base.files}
+    for entry in manifest.files:
+        if entry.hash in known and entry.size != known[entry.hash]:
+            raise IntegrityError(
+                f"the manifest gives file {entry.path!r} size {entry.size:,}, but its blob {entry.hash} has "
+                f"{known[entry.hash]:,} bytes; nothing was committed"
+            )
+    store, prefix = store_for_volume(volume)
     claimed = sorted({(e.hash, e.size) for e in manifest.files if e.hash not in known})
     with ThreadPoolExecutor(conf.get("TRANSFER_THREADS")) as pool:
-        actual = list(pool.map(lambda pair: store.size(blob_key(prefix, pair[0])), claimed))
+        actual = list(pool.map(lambda pair: accepted.get(pair[0]) if pair[0] in accepted else
+                               store.size(blob_key(prefix, pair[0])), claimed))
     for (digest, size), real in zip(claimed, actual):
         if size != real:
             raise IntegrityError(
                 f"the manifest gives file size {size:,} for blob {digest}, which has {real:,} bytes; nothing was committed"
             )
-    counts = ChangeCounts.between(base, manifest)
-    return remote.commit(lease, parent, manifest, counts, job_id=job.pk, message=message)
+    return Change(lease, parent, base, manifest, job.pk, message, counts)
 
 
 # Reports -----------------------------------------------------------------------------------------
@@ -322,11 +456,7 @@ MOUNT_FIGURES = {
 
 def agent_log(job: Job, text: str) -> None:
     """Append lines the agent stamped itself to the job's log."""
-    from django.db.models import F, Value
-    from django.db.models.functions import Concat
-
-    if text:
-        Job.objects.filter(pk=job.pk).update(log=Concat(F("log"), Value(text)))
+    jobs.job_log_append(job.pk, text)  # capped like every job log
 
 
 def agent_mount_figures(job: Job, name: str, figures: dict) -> None:
@@ -338,21 +468,24 @@ def agent_mount_figures(job: Job, name: str, figures: dict) -> None:
 
 
 def agent_heartbeat(job: Job) -> bool:
-    """Record the agent is alive; True when the job should stop (cancelled, or already finished)."""
-    cancel = jobs.JobReporter(job.pk).heartbeat()
-    return cancel or Job.objects.filter(pk=job.pk, status__in=Job.FINISHED).exists()
+    """Record the agent is alive; True when the job should stop (cancelled)."""
+    return jobs.JobReporter(job.pk).heartbeat()
 
 
 def agent_finish(job: Job, status: str, result=None, error: str = "") -> None:
     if status not in Job.FINISHED:
         raise VolumesError(f"a job finishes as one of {', '.join(Job.FINISHED)}, not {status!r}")
-    if job.is_finished:
-        return  # reaped or cancelled meanwhile: keep the first outcome
     import json
 
     # PostgreSQL cannot store NUL in text or jsonb: keep the rest of what the script said.
     result = json.loads(json.dumps(result).replace("\\u0000", "\\ufffd"))
     error = error.replace("\x00", "\ufffd")
-    Job.objects.filter(pk=job.pk).exclude(status__in=Job.FINISHED).update(
+    finished = Job.objects.filter(pk=job.pk).exclude(status__in=Job.FINISHED).update(
         status=status, result=result, error=error[:10000], finished_at=Now()
     )
+    leases.release_job(job.pk)  # a finished job holds nothing, whatever its agent does next
+    pins.release_job(job.pk)
+    if finished:
+        jobs.job_outcome_observed(job.pk, status)
+    if not finished:
+        raise JobFinished(f"job {job.pk} had already finished; the first outcome is kept")

@@ -15,15 +15,15 @@ from functools import lru_cache
 from typing import BinaryIO, Iterator
 
 from .. import conf
-from ..engine import leases
-from ..engine.commits import ChangeCounts
+from ..engine import leases, manifest_store
+from ..engine.commits import Change, ChangeCounts
 from ..engine.leases import Lease
 from ..engine.manifest import DIR, FILE, LINK, Entry, Manifest
 from ..engine.remote import DirectRemote
 from ..exceptions import Conflict, InvalidPath, LeaseHeld, LimitExceeded, NotFound
 from ..models import Volume, VolumeCommit
-from ..storage.factory import store_for_storage
-from ..storage.keys import blob_key, safe_relpath, volume_prefix
+from ..storage.factory import store_for_storage, store_for_volume
+from ..storage.keys import blob_key, safe_relpath
 
 CHUNK = 1024 * 1024
 
@@ -33,7 +33,21 @@ def _load_manifest(storage_id: int, key: str) -> Manifest:
     from ..models import ObjectStorage
 
     store = store_for_storage(ObjectStorage.objects.get(pk=storage_id))
-    return Manifest.from_json(store.get_bytes(key))
+    return manifest_store.read(store, key)
+
+
+def generation_missing(volume: Volume, generation: int) -> NotFound:
+    """Why a generation has no history row: it never existed, or retention pruned it."""
+    if generation < 1 or generation > volume.generation:
+        have = f"generations 1 to {volume.generation}" if volume.generation else "no generations yet"
+        return NotFound(f"volume {volume.name!r} has no generation {generation}: it has {have}",
+                        generation=generation, why="never_existed")
+    oldest = (VolumeCommit.objects.filter(volume=volume).order_by("generation")
+              .values_list("generation", flat=True).first())
+    kept = f"; the oldest kept is {oldest}" if oldest else ""
+    return NotFound(f"generation {generation} of volume {volume.name!r} was pruned from the history (by the "
+                    f"retention settings VOLUMES_HISTORY_KEEP_GENERATIONS / _DAYS, or `volume prune`){kept}",
+                    generation=generation, why="pruned")
 
 
 def manifest_of(volume: Volume, generation: int | None = None) -> Manifest:
@@ -43,7 +57,7 @@ def manifest_of(volume: Volume, generation: int | None = None) -> Manifest:
     else:
         commit = VolumeCommit.objects.filter(volume=volume, generation=generation).first()
         if commit is None:
-            raise NotFound(f"generation {generation} of volume {volume.name!r} is not kept")
+            raise generation_missing(volume, generation)
         key = commit.manifest_key
     if not key:
         return Manifest()
@@ -74,12 +88,13 @@ def open_file(volume: Volume, entry: Entry, start: int = 0, end: int | None = No
     """Stream a file's bytes (optionally a range [start, end)); links are never followed."""
     if entry.type != FILE:
         raise InvalidPath(f"{entry.path!r} is a {entry.type}, not a file")
-    store = store_for_storage(volume.storage)
-    return store.open_read(blob_key(volume_prefix(volume.workspace_id, volume.name), entry.hash), start, end)
+    store, prefix = store_for_volume(volume)
+    return store.open_read(blob_key(prefix, entry.hash), start, end)
 
 
 @contextmanager
-def _leased(volume: Volume, user) -> Iterator[tuple[Lease, DirectRemote, Manifest]]:
+def _leased(volume: Volume, user, read: bool = True) -> Iterator[tuple[Lease, DirectRemote, Manifest]]:
+    """The volume's lease for one change, with its current manifest (an empty one when not `read`)."""
     lease = leases.try_acquire(volume.pk, f"{getattr(user, 'username', 'system')} (dashboard/API)")
     if lease is None:
         holder = leases.current_holder(volume.pk)
@@ -90,23 +105,13 @@ def _leased(volume: Volume, user) -> Iterator[tuple[Lease, DirectRemote, Manifes
         )
     remote = DirectRemote(user_id=getattr(user, "pk", None))
     try:
-        yield lease, remote, remote.read_manifest(lease)
+        yield lease, remote, remote.read_manifest(lease) if read else Manifest()
     finally:
         remote.release(lease)
 
 
 def _commit(lease: Lease, remote: DirectRemote, base: Manifest, new: Manifest, message: str) -> int:
-    generation = lease.generation + 1
-    for path, entry in new.entries.items():
-        old = base.entries.get(path)
-        if old is None or not old.same_content(entry):
-            new.entries[path] = replace(entry, gen=generation)
-        else:
-            new.entries[path] = replace(entry, gen=old.gen)
-    new.validate()
-    counts = ChangeCounts.between(base, new)
-    generation, _ = remote.commit(lease, lease.generation, new, counts, message=message)
-    return generation
+    return remote.commit_changes([Change(lease, lease.generation, base, new, message=message)])[0][0]
 
 
 def _ensure_parents(manifest: Manifest, path: str) -> None:
@@ -154,11 +159,7 @@ def file_put(volume: Volume, path: str, stream: BinaryIO, user=None) -> int:
             _ensure_parents(new, path)
             new.entries[path] = Entry(path, FILE, size, digest, existing.mode if existing else 0o644,
                                       mtime_ns=_now_ns())
-            cap = volume.workspace.max_volume_size
-            if cap is not None and new.size_bytes > cap:
-                raise LimitExceeded(
-                    f"volume {volume.name!r} would be {new.size_bytes:,} bytes, over its limit of {cap:,} bytes"
-                )
+            remote.check_room(lease, new, ChangeCounts.between(base, new))  # the commit's limits, before uploading
             if remote.missing_blobs(lease, {digest}):
                 remote.upload_blob(lease, digest, tmp)
             return _commit(lease, remote, base, new, f"upload {path}")
@@ -258,11 +259,7 @@ def file_put_many(volume: Volume, items: list[tuple[str, BinaryIO]], user=None) 
                 _ensure_parents(new, path)
                 new.entries[path] = Entry(path, FILE, size, digest, existing.mode if existing else 0o644,
                                           mtime_ns=_now_ns())
-            cap = volume.workspace.max_volume_size
-            if cap is not None and new.size_bytes > cap:
-                raise LimitExceeded(
-                    f"volume {volume.name!r} would be {new.size_bytes:,} bytes, over its limit of {cap:,} bytes"
-                )
+            remote.check_room(lease, new, ChangeCounts.between(base, new))  # the commit's limits, before uploading
             missing = remote.missing_blobs(lease, {digest for _, _, digest, _ in spooled})
             for _, tmp, digest, _ in spooled:
                 if digest in missing:
@@ -272,4 +269,45 @@ def file_put_many(volume: Volume, items: list[tuple[str, BinaryIO]], user=None) 
             return _commit(lease, remote, base, new, f"upload {names}"[:300])
     finally:
         for _, tmp, _, _ in spooled:
+            os.unlink(tmp)
+
+
+MAX_TAR_MEMBERS = 100_000
+
+
+def file_put_tar(volume: Volume, stream: BinaryIO, folder: str = "", user=None) -> tuple[int, int]:
+    """Every regular file of a tar stream, under `folder`, as one generation (`volume put` of a
+    folder over the API). Returns (generation, files). Each path is checked like any other (no '..',
+    no absolute paths); links, devices and other special members are refused."""
+    import tarfile
+
+    from ..exceptions import InvalidPath
+
+    folder = safe_relpath(folder) if folder else ""
+    items: list[tuple[str, BinaryIO]] = []
+    spooled: list[str] = []
+    try:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as archive:
+                for member in archive:
+                    if member.isdir():
+                        continue
+                    if not member.isreg():
+                        raise InvalidPath(f"{member.name!r} in the upload is not a regular file; only files are taken")
+                    if len(items) >= MAX_TAR_MEMBERS:
+                        raise LimitExceeded(f"at most {MAX_TAR_MEMBERS:,} files per upload")
+                    path = safe_relpath(f"{folder}/{member.name}" if folder else member.name)
+                    # A tar stream is read once, in order: spool each member now.
+                    tmp, _digest, _size = _spool(archive.extractfile(member), conf.max_file_size())
+                    spooled.append(tmp)
+                    items.append((path, open(tmp, "rb")))
+        except tarfile.TarError as exc:
+            raise InvalidPath(f"the upload is not a valid tar stream ({exc})") from None
+        if not items:
+            raise InvalidPath("the upload holds no files")
+        return file_put_many(volume, items, user=user), len(items)
+    finally:
+        for _, fh in items:
+            fh.close()
+        for tmp in spooled:
             os.unlink(tmp)

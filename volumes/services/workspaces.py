@@ -40,10 +40,15 @@ def workspace_ensure(
         kind, config = parse_storage_url(storage_url)
         primary = ObjectStorage.objects.filter(workspace=workspace, is_primary=True).first()
         if primary is None:
+            storage_check(workspace, kind, config, unconfined=True)
             primary = ObjectStorage.objects.create(
                 workspace=workspace, name="primary", kind=kind, config=config, is_primary=True
             )
         elif (primary.kind, primary.config) != (kind, config):
+            _refuse_moving_volumes(primary, kind, config, how=(
+                "move or delete the volumes first, or add another storage (Settings > Storage or the API) and "
+                "select it as the volume storage"))
+            storage_check(workspace, kind, config, unconfined=True)
             primary.kind, primary.config = kind, config
             primary.save(update_fields=["kind", "config"])
         if select_volume_storage and workspace.volume_storage_id != primary.pk:
@@ -52,29 +57,91 @@ def workspace_ensure(
     return workspace
 
 
-def membership_role(workspace: Workspace, user) -> str | None:
-    return Membership.objects.filter(workspace=workspace, user=user).values_list("role", flat=True).first()
+def storage_check(workspace: Workspace, kind: str, config: dict, unconfined: bool) -> None:
+    """The rules of this installation, then a live check (reach, credentials, bucket, write, delete);
+    StorageRefused or StorageCheckFailed saying what failed."""
+    from ..storage.policy import storage_probe
+
+    storage_probe(kind, config, workspace.pk, unconfined=unconfined)
 
 
-@transaction.atomic
+def _refuse_moving_volumes(storage: ObjectStorage, kind: str, config: dict, how: str) -> None:
+    """Conflict if the change would move where `storage`'s objects are while volumes live there."""
+    from ..exceptions import Conflict
+    from ..storage.policy import location
+
+    if location(storage.kind, storage.config) == location(kind, config):
+        return
+    count = storage.volumes.count()
+    if count:
+        raise Conflict(
+            f"storage {storage.name!r} holds {count} volume{'s' if count != 1 else ''}, so its kind, bucket, "
+            f"container, folder or prefix cannot change (their data would stay behind); {how}. "
+            "Endpoints and credentials can change."
+        )
+
+
+def agent_role_grant(workspace: Workspace, user) -> None:
+    """Let a member run agent workers for this workspace (and only this one)."""
+    from ..exceptions import NotFound
+
+    if not Membership.objects.filter(workspace=workspace, user=user).update(runs_agents=True):
+        raise NotFound(f"user {user} is not a member of workspace {workspace.id!r}; add them first")
+
+
+def agent_role_revoke(workspace: Workspace, user) -> None:
+    """Take the agent role away; the jobs its agents already claimed keep running until they finish."""
+    Membership.objects.filter(workspace=workspace, user=user).update(runs_agents=False)
+
+
+def agent_role_holders(workspace: Workspace) -> list[str]:
+    return sorted(Membership.objects.filter(workspace=workspace, runs_agents=True)
+                  .values_list("user__username", flat=True))
+
+
+def membership_remove(workspace: Workspace, user) -> None:
+    """Remove a member; their queued jobs in the workspace are cancelled (see `cancel_jobs_of_removed_member`)."""
+    Membership.objects.filter(workspace=workspace, user=user).delete()
+
+
+def cancel_jobs_of_removed_member(workspace_id: str, user_id: int) -> int:
+    """A removed member's queued jobs never start: cancel them (running ones keep the rights they started with)."""
+    from django.db.models.functions import Now
+
+    from ..models import Job
+
+    return Job.objects.filter(workspace_id=workspace_id, user_id=user_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.CANCELLED, cancel_requested=True, finished_at=Now(),
+        error="cancelled: its user is no longer a member of the workspace",
+    )
+
+
 def storage_save(workspace: Workspace, name: str, kind: str, config: dict, is_primary: bool,
-                 storage: ObjectStorage | None = None) -> ObjectStorage:
-    """Create or update one of the workspace's object storages (at most one is primary)."""
+                 storage: ObjectStorage | None = None, *, user=None) -> ObjectStorage:
+    """Create or update one of the workspace's object storages (at most one is primary).
+
+    The settings are checked first (the installation's rules for `user`, then a live write and
+    delete); nothing is saved if that fails. The check runs outside the transaction: it is slow."""
     from ..exceptions import Conflict
 
     if ObjectStorage.objects.filter(workspace=workspace, name=name).exclude(pk=getattr(storage, "pk", None)).exists():
         raise Conflict(f"a storage named {name!r} already exists in this workspace; pick another name")
-    if storage is not None and storage.kind != kind and storage.volumes.exists():
-        raise Conflict(
-            f"storage {storage.name!r} holds volumes, so its kind cannot change; add a new storage instead"
-        )
-    if is_primary:
-        ObjectStorage.objects.filter(workspace=workspace, is_primary=True).exclude(
-            pk=getattr(storage, "pk", None)
-        ).update(is_primary=False)
-    storage = storage or ObjectStorage(workspace=workspace)
-    storage.name, storage.kind, storage.config, storage.is_primary = name, kind, config, is_primary
-    storage.save()
+    if storage is not None:
+        _refuse_moving_volumes(storage, kind, config, how="add a new storage instead")
+    unchanged = storage is not None and (storage.kind, storage.config) == (kind, config)
+    if not unchanged:
+        storage_check(workspace, kind, config, unconfined=bool(getattr(user, "is_superuser", False)))
+    with transaction.atomic():
+        if storage is not None:
+            current = ObjectStorage.objects.select_for_update().get(pk=storage.pk)
+            _refuse_moving_volumes(current, kind, config, how="add a new storage instead")
+        if is_primary:
+            ObjectStorage.objects.filter(workspace=workspace, is_primary=True).exclude(
+                pk=getattr(storage, "pk", None)
+            ).update(is_primary=False)
+        storage = storage or ObjectStorage(workspace=workspace)
+        storage.name, storage.kind, storage.config, storage.is_primary = name, kind, config, is_primary
+        storage.save()
     return storage
 
 

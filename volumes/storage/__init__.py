@@ -14,6 +14,7 @@ from .factory import (
     parse_storage_url,
     storage_url_label,
     store_for_storage,
+    store_for_volume,
 )
 from .keys import blob_key, manifest_key, safe_relpath, volume_prefix
 
@@ -28,5 +29,6 @@ __all__ = [
     "safe_relpath",
     "storage_url_label",
     "store_for_storage",
+    "store_for_volume",
     "volume_prefix",
 ]

@@ -3,7 +3,7 @@
     file:///abs/path
     s3://bucket/prefix?endpoint_url=...&region=...&access_key=...&secret_key=...
     az://container/prefix?connection_string=...   (or account_name, account_key, endpoint)
-    gs://bucket/prefix?endpoint=...&project=...
+    gs://bucket/prefix?endpoint=...&project=...&credentials_json=<percent-encoded key file>
 
 Query values are percent-decoded once ('+' stays '+', so Azure keys survive); encode '&' and '%'.
 """
@@ -34,7 +34,7 @@ _SCHEMES = {"file": "filesystem", "s3": "s3", "az": "azure", "gs": "gcs"}
 _URL_PARAMS = {
     "s3": ("endpoint_url", "region", "access_key", "secret_key"),
     "azure": ("connection_string", "account_name", "account_key", "endpoint"),
-    "gcs": ("endpoint", "project"),
+    "gcs": ("endpoint", "project", "credentials_json"),
 }
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 
@@ -60,6 +60,8 @@ def _clean(kind: str, config: dict) -> dict:
             value = json.dumps(value)
         if not isinstance(value, str):
             raise ValueError(f"setting {key!r} of a {kind} storage must be text")
+        if "\x00" in value:
+            raise ValueError(f"setting {key!r} of a {kind} storage contains a NUL character")
         clean[key] = value
     missing = [key for key in required if key not in clean]
     if missing:
@@ -150,29 +152,26 @@ def build_store(kind: str, config: dict, label: str | None = None) -> ObjectStor
 
 
 def _build_backend_store(kind: str, config: dict, label: str | None) -> ObjectStore:
-    from . import backends
-
     clean = _clean(kind, config)
     _require_django_settings()
     label = label or storage_url_label(kind, clean)
+    prefix = clean.pop("prefix", "")
+    # Each backend module imports its vendor SDK only when a store of that kind is built.
     if kind == "filesystem":
-        return backends.FileSystemStore(clean["root"], prefix=clean.get("prefix", ""), label=label)
+        from .filesystem import FileSystemStore
+
+        return FileSystemStore(clean["root"], prefix=prefix, label=label)
     if kind == "s3":
-        return backends.S3Store(
-            clean["bucket"], prefix=clean.get("prefix", ""), endpoint_url=clean.get("endpoint_url"),
-            region=clean.get("region"), access_key=clean.get("access_key"), secret_key=clean.get("secret_key"),
-            label=label,
-        )
+        from .s3 import S3Store
+
+        return S3Store(prefix=prefix, label=label, **clean)
     if kind == "azure":
-        return backends.AzureStore(
-            clean["container"], prefix=clean.get("prefix", ""), connection_string=clean.get("connection_string"),
-            account_name=clean.get("account_name"), account_key=clean.get("account_key"),
-            endpoint=clean.get("endpoint"), label=label,
-        )
-    return backends.GCSStore(
-        clean["bucket"], prefix=clean.get("prefix", ""), endpoint=clean.get("endpoint"),
-        project=clean.get("project"), credentials_json=clean.get("credentials_json"), label=label,
-    )
+        from .azure import AzureStore
+
+        return AzureStore(prefix=prefix, label=label, **clean)
+    from .gcs import GCSStore
+
+    return GCSStore(prefix=prefix, label=label, **clean)
 
 
 def parse_storage_url(url: str) -> tuple[str, dict]:
@@ -251,6 +250,14 @@ def store_for_storage(obj) -> ObjectStore:
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return store
+
+
+def store_for_volume(volume) -> tuple[ObjectStore, str]:
+    """The one way from a volume (anything with .storage, .workspace_id, .name) to its objects: the
+    store of its storage and the prefix every key of the volume starts with."""
+    from .keys import volume_prefix
+
+    return store_for_storage(volume.storage), volume_prefix(volume.workspace_id, volume.name)
 
 
 def clear_store_cache() -> None:

@@ -3,41 +3,48 @@
     VOLUMES_STORAGE_FAULT="put_file:3:error"        the 3rd put_file raises StorageUnavailable
     VOLUMES_STORAGE_FAULT="get_file:2:truncate"     the 2nd get_file leaves only half the file
     VOLUMES_STORAGE_FAULT="put_file:1:error,get_bytes:2:error"   several at once
+    VOLUMES_STORAGE_FAULT="put_file:2:transient:5"  calls 2 to 6 of put_file fail as a blip would
+                                                    (connection refused: retried, see engine/retry.py)
 
 The n-th call of that operation (counted per store, across threads) fails; the others pass
-through. `build_store` wraps a store only when the variable is set, so it costs nothing otherwise.
+through. `error` is a permanent failure (not retried); `transient` is one that is retried. `build_store` wraps a store only when the variable is set, so it costs nothing otherwise.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..exceptions import StorageUnavailable
 from .base import ObjectStore
 
 ENV = "VOLUMES_STORAGE_FAULT"
-ERROR, TRUNCATE = "error", "truncate"
+ERROR, TRUNCATE, TRANSIENT = "error", "truncate", "transient"
 OPERATIONS = ("put_file", "put_bytes", "get_file", "get_bytes", "open_read", "exists", "size", "delete",
               "delete_prefix", "list", "check")
 TRUNCATABLE = ("put_file", "put_bytes", "get_file", "get_bytes")
 
 
-def parse(spec: str) -> dict[str, tuple[int, str]]:
-    """{"put_file": (3, "error"), ...} from the variable's text; ValueError saying what is wrong."""
-    faults: dict[str, tuple[int, str]] = {}
+def parse(spec: str) -> dict[str, tuple]:
+    """{"put_file": (3, "error"), "get_file": (2, "transient", 5), ...} from the variable's text;
+    ValueError saying what is wrong."""
+    faults: dict[str, tuple] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         operation, _, rest = item.partition(":")
         nth, _, kind = rest.partition(":")
-        if operation not in OPERATIONS or not nth.isdigit() or int(nth) < 1 or kind not in (ERROR, TRUNCATE) \
-                or (kind == TRUNCATE and operation not in TRUNCATABLE):
+        kind, _, times = kind.partition(":")
+        if operation not in OPERATIONS or not nth.isdigit() or int(nth) < 1 \
+                or kind not in (ERROR, TRUNCATE, TRANSIENT) or (kind == TRUNCATE and operation not in TRUNCATABLE) \
+                or (times and (kind != TRANSIENT or not times.isdigit() or int(times) < 1)):
             raise ValueError(
-                f"{ENV}={spec!r}: write OPERATION:N:error or OPERATION:N:truncate, with N >= 1, OPERATION one of "
-                f"{', '.join(OPERATIONS)} (truncate only for {', '.join(TRUNCATABLE)})"
+                f"{ENV}={spec!r}: write OPERATION:N:error, OPERATION:N:truncate or OPERATION:N:transient[:COUNT], "
+                f"with N >= 1, OPERATION one of {', '.join(OPERATIONS)} (truncate only for {', '.join(TRUNCATABLE)})"
             )
-        faults[operation] = (int(nth), kind)
+        faults[operation] = (int(nth), kind, int(times)) if times and int(times) > 1 else (int(nth), kind)
     return faults
 
 
@@ -49,7 +56,7 @@ def wrap(store: ObjectStore, spec: str) -> ObjectStore:
 class FaultyStore(ObjectStore):
     """Passes every call to `inner`, except the configured n-th call of an operation."""
 
-    def __init__(self, inner: ObjectStore, faults: dict[str, tuple[int, str]]) -> None:
+    def __init__(self, inner: ObjectStore, faults: dict[str, tuple]) -> None:
         self.inner = inner
         self.kind = inner.kind
         self.label = inner.label
@@ -70,22 +77,37 @@ class FaultyStore(ObjectStore):
         with self._lock:
             self._calls[operation] += 1
             call = self._calls[operation]
-        if call != wanted[0]:
+        first, kind, *rest = wanted
+        if not first <= call < first + (rest[0] if rest else 1):
             return None
-        if wanted[1] == ERROR:
+        if kind == ERROR:
             raise StorageUnavailable(self.label, f"injected fault ({ENV}): call {call} of {operation} on {key!r} failed")
-        return wanted[1]
+        if kind == TRANSIENT:
+            raise StorageUnavailable(self.label, f"injected fault ({ENV}): call {call} of {operation} on {key!r} "
+                                                 "failed (connection refused)", "unreachable")
+        return kind
 
-    def put_file(self, key: str, local_path: str | Path) -> None:
-        if self._fault("put_file", key) == TRUNCATE:
+    def put_file(self, key: str, local_path: str | Path, *, sha256: str | None = None,
+                 create_only: bool = False) -> bool:
+        if self._fault("put_file", key) == TRUNCATE:  # a damaged store: written unverified
             data = Path(local_path).read_bytes()
-            return self.inner.put_bytes(key, data[: len(data) // 2])
-        self.inner.put_file(key, local_path)
+            return self.inner.put_bytes(key, data[: len(data) // 2], create_only=create_only)
+        return self.inner.put_file(key, local_path, sha256=sha256, create_only=create_only)
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    @contextmanager
+    def write_batch(self) -> Iterator["_FaultyBatch"]:
+        """The inner store's write batch (filesystem), its put_file calls counted and failed like put_file."""
+        with self.inner.write_batch() as batch:
+            yield _FaultyBatch(self, batch)
+
+    def put_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
         if self._fault("put_bytes", key) == TRUNCATE:
             data = data[: len(data) // 2]
-        self.inner.put_bytes(key, data)
+        return self.inner.put_bytes(key, data, create_only=create_only)
+
+    def copy(self, src_key: str, dst_key: str) -> bool:
+        self._fault("copy", dst_key)
+        return self.inner.copy(src_key, dst_key)
 
     def get_file(self, key: str, local_path: str | Path) -> None:
         truncate = self._fault("get_file", key) == TRUNCATE
@@ -122,6 +144,25 @@ class FaultyStore(ObjectStore):
         self._fault("list", prefix)
         return self.inner.list(prefix)
 
+    def list_with_times(self, prefix: str = ""):
+        self._fault("list", prefix)
+        return self.inner.list_with_times(prefix)
+
     def check(self) -> None:
         self._fault("check", "")
         self.inner.check()
+
+
+class _FaultyBatch:
+    def __init__(self, store: FaultyStore, batch) -> None:
+        self.store = store
+        self.batch = batch
+
+    def put_file(self, key: str, local_path: str | Path, sha256: str | None = None) -> None:
+        if self.store._fault("put_file", key) == TRUNCATE:
+            data = Path(local_path).read_bytes()
+            with tempfile.NamedTemporaryFile() as half:
+                half.write(data[: len(data) // 2])
+                half.flush()
+                return self.batch.put_file(key, half.name)
+        self.batch.put_file(key, local_path, sha256=sha256)

@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from volumes.annotations import language_for_filename
 from volumes.exceptions import VolumesError
 from volumes.models import Job, Workspace
-from volumes.services.jobs import job_run, job_submit
+from volumes.runner.run import job_run
+from volumes.services.jobs import job_submit
 
 
 class Command(BaseCommand):

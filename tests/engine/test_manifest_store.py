@@ -1,0 +1,81 @@
+"""Manifests stored in shared parts: a one-file change costs about the same in a big volume as in a
+small one, and what readers assemble is exactly the manifest that was written."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from tests.servers import make_store
+from volumes.engine import manifest_store
+from volumes.engine.manifest import DIR, FILE, Entry, Manifest
+from volumes.exceptions import IntegrityError
+
+PREFIX = "volumes/acme/data/"
+
+
+def volume_of(files: int) -> Manifest:
+    entries = {}
+    for d in range(files // 100):
+        entries[f"dir{d:04d}"] = Entry(f"dir{d:04d}", DIR, mode=0o755)
+        for f in range(100):
+            path = f"dir{d:04d}/file-{f:04d}.bin"
+            entries[path] = Entry(path, FILE, 1, hashlib.sha256(path.encode()).hexdigest(), 0o644, 10**18, gen=1)
+    return Manifest(entries, 1)
+
+
+def one_file_changed(manifest: Manifest, generation: int, which: int) -> Manifest:
+    entries = dict(manifest.entries)
+    files = sorted(p for p, e in entries.items() if e.type == FILE)
+    path = files[which * len(files) // 10]
+    entries[path] = Entry(path, FILE, 2, hashlib.sha256(b"new").hexdigest(), 0o644, 10**18, gen=generation)
+    return Manifest(entries, generation)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return make_store("filesystem", {"root": str(tmp_path / "storage")})
+
+
+def test_a_one_file_change_costs_about_the_same_whatever_the_volume_size(store):
+    cost = {}
+    for files in (1_000, 20_000):
+        base = volume_of(files)
+        manifest_store.write(store, f"{PREFIX}{files}/manifests/1.json", base)
+        written = []
+        for which in range(10):  # one file changed at ten places of the volume, each on top of the base
+            changed = one_file_changed(base, 2, which)
+            key = f"{PREFIX}{files}/manifests/2-{which}.json"
+            written.append(manifest_store.write(store, key, changed))
+            assert manifest_store.read(store, key) == changed
+        cost[files] = sum(written) / len(written)
+        print(f"{files:,} files: a one-file change stores {cost[files]:,.0f} bytes of manifest on average "
+              f"(the whole manifest: {len(base.to_json()):,})")
+    assert cost[20_000] < 2 * cost[1_000] and cost[20_000] < len(volume_of(20_000).to_json()) / 50
+
+
+def test_old_single_document_manifests_still_read_and_a_damaged_part_is_refused(store):
+    manifest = volume_of(300)
+    store.put_bytes(f"{PREFIX}manifests/old.json", manifest.to_json())  # format 1, before parts
+    assert manifest_store.read(store, f"{PREFIX}manifests/old.json") == manifest
+    manifest_store.write(store, f"{PREFIX}manifests/new.json", manifest)
+    digest = json.loads(store.get_bytes(f"{PREFIX}manifests/new.json"))["parts"][0]
+    store.put_bytes(manifest_store.part_key(PREFIX, digest), b"[]")
+    with pytest.raises(IntegrityError, match="damaged"):
+        manifest_store.read(store, f"{PREFIX}manifests/new.json")
+    salvaged = Manifest.salvage(manifest_store.read_bytes(store, f"{PREFIX}manifests/new.json", salvage=True))[0]
+    assert 0 < len(salvaged.entries) < len(manifest.entries)
+
+
+def test_parts_of_the_base_generation_are_not_even_looked_up(store, monkeypatch):
+    base = volume_of(5_000)
+    manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
+    known = manifest_store.part_digests(store, f"{PREFIX}manifests/1.json")
+    looked_up = []
+    exists = type(store).exists
+    monkeypatch.setattr(type(store), "exists", lambda self, key: looked_up.append(key) or exists(self, key))
+    changed = one_file_changed(base, 2, 3)
+    manifest_store.write(store, f"{PREFIX}manifests/2.json", changed, known)
+    assert 0 < len(looked_up) <= 3  # the changed leaf and the index parts above it
+    assert manifest_store.read(store, f"{PREFIX}manifests/2.json") == changed

@@ -1,0 +1,201 @@
+"""The engine's Remote over the agent endpoints (`/api/w/{ws}/agent/jobs/{id}/volumes/...`)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+import requests
+
+from .. import exceptions
+from ..engine.commits import ChangeCounts
+from ..engine.leases import Holder, Lease
+from ..engine.manifest import Manifest
+from ..engine.pins import Pin
+from ..engine.remote import Remote
+from ..exceptions import LeaseHeld, LeaseTimeout, VolumesError
+from .client import CHUNK, ApiClient, url_segment
+from .direct import DirectTransfers
+
+LEASE_POLL = 25.0  # the server waits at most this long per acquire request
+MISSING_BATCH = 5000
+
+
+class HttpRemote(Remote):
+    """The engine's Remote for one claimed job, over the agent endpoints."""
+
+    def __init__(self, client: ApiClient, job_id: int, job_key: str) -> None:
+        self.client = client
+        self.job_id = job_id
+        self.headers = {"X-Job-Key": job_key}
+        self.direct = DirectTransfers()
+
+    def _mount(self, name: str, rest: str) -> str:
+        return f"agent/jobs/{self.job_id}/volumes/{url_segment(name)}/{rest}"
+
+    def _post(self, name: str, rest: str, body: dict) -> Any:
+        return self.client.json("POST", self._mount(name, rest), json=body, headers=self.headers)
+
+    def acquire(self, workspace_id, volume_name, holder, job_id=None, wait=None, on_wait=None) -> Lease:
+        from .. import conf
+
+        wait = conf.get("LEASE_WAIT_MAX") if wait is None else wait
+        deadline = time.monotonic() + wait
+        last_report, poll = None, 0.0  # first just try, so a wait is reported at once
+        while True:
+            remaining = max(0.0, deadline - time.monotonic())
+            sent = time.monotonic()
+            try:
+                data = self._post(volume_name, "lease/", {"holder": holder, "wait": min(poll, remaining)})
+            except LeaseHeld as exc:
+                who = _holder(exc)
+                now = time.monotonic()
+                if now >= deadline:
+                    raise LeaseTimeout(
+                        f"volume {volume_name!r} is still held by {who.describe() if who else 'another job'} "
+                        f"after waiting {wait:.0f}s; retry when that job has finished, or raise "
+                        "VOLUMES_LEASE_WAIT_MAX",
+                        holder=who.describe() if who else "",
+                    ) from None
+                if on_wait and (last_report is None or now - last_report >= 30):
+                    on_wait(who)
+                    last_report = now
+                poll = LEASE_POLL
+                continue
+            return Lease(**{k: data[k] for k in Lease.__dataclass_fields__ if k != "sent_at"}, sent_at=sent)
+
+    def renew(self, lease: Lease) -> None:
+        self._post(lease.volume_name, "lease/renew/", {"token": lease.token})
+
+    def release(self, lease: Lease) -> bool:
+        try:
+            return bool(self._post(lease.volume_name, "lease/release/", {"token": lease.token})["released"])
+        except exceptions.StorageUnavailable:
+            return False  # the server is unreachable: the lease expires by its TTL
+        except exceptions.JobFinished:
+            return False  # the server finished the job (reaped, say) and released its leases itself
+
+    def pin(self, workspace_id, volume_name, holder, job_id=None) -> Pin:
+        sent = time.monotonic()
+        data = self._post(volume_name, "pin/", {"holder": holder})
+        return Pin(**{k: data[k] for k in Pin.__dataclass_fields__ if k != "sent_at"}, sent_at=sent)
+
+    def renew_pin(self, pin: Pin) -> None:
+        self._post(pin.volume_name, "pin/renew/", {"pin": pin.pin_id})
+
+    def release_pin(self, pin: Pin) -> bool:
+        try:
+            return bool(self._post(pin.volume_name, "pin/release/", {"pin": pin.pin_id})["released"])
+        except (exceptions.StorageUnavailable, exceptions.JobFinished):
+            return False  # unreachable (the pin expires by its TTL) or finished (the server dropped it)
+
+    @staticmethod
+    def _read_under(lease: Lease) -> dict:
+        """A read-only mount reads under its pin, a read-write one under its lease."""
+        return {"pin": lease.pin_id} if isinstance(lease, Pin) else {"token": lease.token}
+
+    def read_manifest(self, lease: Lease) -> Manifest:
+        if not lease.manifest_key:
+            return Manifest()
+        response = self.client.request(
+            "GET", self._mount(lease.volume_name, "manifest/"),
+            params={**self._read_under(lease), "generation": lease.generation}, headers=self.headers,
+        )
+        manifest = Manifest.from_json(response.content)
+        self._ask_download_urls(lease, sorted({e.hash for e in manifest.files}))
+        return manifest
+
+    def _ask_download_urls(self, lease: Lease, hashes: list[str]) -> None:
+        """Presigned downloads of the manifest's blobs, where the server's storage signs them."""
+        for i in range(0, len(hashes), MISSING_BATCH):
+            try:
+                data = self._post(lease.volume_name, "blobs/urls/",
+                                  {**self._read_under(lease), "hashes": hashes[i:i + MISSING_BATCH]})
+            except exceptions.NotFound:
+                return  # a server without direct transfers: the proxy it is
+            self.direct.add(lease, "GET", data.get("downloads") or {})
+
+    def missing_blobs(self, lease: Lease, hashes: set[str]) -> set[str]:
+        ordered, missing = sorted(hashes), set()
+        for i in range(0, len(ordered), MISSING_BATCH):
+            data = self._post(lease.volume_name, "blobs/missing/",
+                              {"token": lease.token, "hashes": ordered[i:i + MISSING_BATCH], "direct": True})
+            missing.update(data["missing"])
+            self.direct.add(lease, "PUT", data.get("uploads") or {})
+        return missing
+
+    def _transfer(self, action: Callable[[], None], what: str) -> None:
+        for attempt in range(3):
+            try:
+                return action()
+            except (exceptions.StorageUnavailable, requests.RequestException) as exc:
+                if attempt == 2:
+                    if isinstance(exc, VolumesError):
+                        raise
+                    raise exceptions.ServerUnavailable(f"{what} failed: {exc}") from exc
+                time.sleep(0.5 * (attempt + 1))
+
+    def download_blob(self, lease: Lease, digest: str, local_path: str) -> None:
+        if self.direct.download(lease, digest, local_path):
+            return
+
+        def fetch() -> None:
+            response = self.client.request(
+                "GET", self._mount(lease.volume_name, f"blobs/{digest}"), params=self._read_under(lease),
+                headers=self.headers, stream=True,
+            )
+            with response, open(local_path, "wb") as out:
+                for chunk in response.iter_content(CHUNK):
+                    out.write(chunk)
+
+        self._transfer(fetch, f"downloading blob {digest}")
+
+    def upload_blob(self, lease: Lease, digest: str, local_path: str) -> None:
+        if self.direct.upload(lease, digest, local_path):
+            return
+
+        def send() -> None:
+            with open(local_path, "rb") as body:
+                # requests sends an empty file chunked, which servers that cannot read chunks refuse (411).
+                self.client.request(
+                    "PUT", self._mount(lease.volume_name, f"blobs/{digest}"), params={"token": lease.token},
+                    data=body if os.fstat(body.fileno()).st_size else b"", headers={**self.headers, "Content-Type": "application/octet-stream"},
+                )
+
+        self._transfer(send, f"uploading blob {digest}")
+
+    def commit(self, lease, parent, manifest, counts: ChangeCounts, job_id=None, message="") -> tuple[int, str]:
+        manifest.generation = parent + 1
+        data = self._post(lease.volume_name, "commit/", {
+            "token": lease.token, "parent": parent, "message": message[:300],
+            "manifest": json.loads(manifest.to_json()),
+        })
+        return int(data["generation"]), data["manifest_key"]
+
+    def commit_many(self, prepared: list) -> list[tuple[int, str]]:
+        """All of the job's changed volumes in one request: the server commits all or none."""
+        volumes = []
+        for item in prepared:
+            item.manifest.generation = item.lease.generation + 1
+            volumes.append({
+                "name": item.lease.volume_name, "token": item.lease.token, "parent": item.lease.generation,
+                "message": item.message[:300], "manifest": json.loads(item.manifest.to_json()),
+            })
+        data = self.client.json("POST", f"agent/jobs/{self.job_id}/commit/", json={"volumes": volumes},
+                                headers=self.headers)
+        return [(int(row["generation"]), row["manifest_key"]) for row in data["committed"]]
+
+
+def _holder(exc: VolumesError) -> Holder | None:
+    details = exc.details
+    if not details.get("holder"):
+        return None
+    since = None
+    if details.get("since"):
+        try:
+            since = datetime.fromisoformat(str(details["since"]))
+        except ValueError:
+            since = None
+    return Holder(str(details["holder"]), int(details.get("holder_job") or 0) or None, since, None)

@@ -1,0 +1,191 @@
+"""Manifests in storage, in parts that generations share, so a commit's cost follows its change.
+
+A stored manifest (format 2) is a small document naming its top-level parts in order:
+
+    {"format": 2, "generation": 7, "depth": 2, "parts": ["<sha256>", ...]}
+
+Leaf parts are runs of consecutive entries (sorted by path); with depth > 1, index parts above them
+list the digests of the level below (a tree, so the document stays small in any volume). Every
+part is stored once, content-addressed, under `<volume prefix>manifests/parts/<sha256>.json`.
+Boundaries depend only on content (a run ends after a path, or digest, whose hash is 0 modulo
+PART_TARGET, or at MAX_PART items), so changing one file rewrites one part per level and the
+document; every other part is the parent's. Readers assemble the
+classic format-1 document; format-1 manifests written before parts existed read as they are.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from ..exceptions import BlobMissing, IntegrityError
+from ..storage.base import ObjectStore
+from .manifest import REPAIR_HINT, Manifest
+
+FORMAT = 2
+PART_TARGET = 64  # items per part on average (about 12 KB of entries)
+MAX_PART = 4 * PART_TARGET
+THREADS = 8
+HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def part_key(prefix: str, digest: str) -> str:
+    return f"{prefix}manifests/parts/{digest}.json"
+
+
+def prefix_of(key: str) -> str:
+    """The volume prefix of a manifest key (`<prefix>manifests/<name>`)."""
+    return key[:key.rindex("manifests/")]
+
+
+def _boundary(key: str) -> bool:
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4], "big") % PART_TARGET == 0
+
+
+def _chunk(items: list[bytes], keys: list[str]) -> list[bytes]:
+    """Runs of items as JSON arrays; a run ends after an item whose key hits a boundary (or at MAX_PART),
+    so unchanged runs come out byte for byte the same in every generation."""
+    parts, run = [], []
+    for item, key in zip(items, keys):
+        run.append(item)
+        if _boundary(key) or len(run) >= MAX_PART:
+            parts.append(b"[" + b",".join(run) + b"]")
+            run = []
+    if run:
+        parts.append(b"[" + b",".join(run) + b"]")
+    return parts
+
+
+def split(manifest: Manifest) -> tuple[list[str], int, dict[str, bytes]]:
+    """(top-level part digests, depth, every part by digest). Leaf parts hold entry rows in path order;
+    above them, index parts hold the digests of the level below, until at most PART_TARGET remain."""
+    ordered = sorted(manifest.entries.values(), key=lambda e: e.path)
+    items = [json.dumps(dict(vars(e)), ensure_ascii=False, separators=(",", ":")).encode("utf-8") for e in ordered]
+    keys = [e.path for e in ordered]
+    every: dict[str, bytes] = {}
+    depth = 0
+    while True:
+        parts = _chunk(items, keys)
+        digests = [hashlib.sha256(part).hexdigest() for part in parts]
+        every.update(zip(digests, parts))
+        depth += 1
+        if len(digests) <= PART_TARGET:
+            return digests, depth, every
+        items, keys = [f'"{d}"'.encode() for d in digests], digests
+
+
+def write(store: ObjectStore, key: str, manifest: Manifest, known: set[str] | frozenset = frozenset()) -> int:
+    """Store the manifest under `key` (create-only), writing only the parts storage lacks; `known`:
+    digests of parts known to be stored (the base generation's, which GC keeps while we hold the
+    lease), not even looked up. Returns the bytes written (document and new parts)."""
+    prefix = prefix_of(key)
+    top, depth, every = split(manifest)
+    every = {d: p for d, p in every.items() if d not in known}
+
+    def put(item: tuple[str, bytes]) -> int:
+        digest, data = item
+        if store.exists(part_key(prefix, digest)):
+            return 0
+        return len(data) if store.put_bytes(part_key(prefix, digest), data, create_only=True) else 0
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        written = sum(pool.map(put, every.items()))
+    doc = json.dumps({"format": FORMAT, "generation": manifest.generation, "depth": depth, "parts": top},
+                     separators=(",", ":")).encode("utf-8")
+    # False when the key exists: ours, if a retried write's first attempt had gone through.
+    if not store.put_bytes(key, doc, create_only=True) and store.get_bytes(key) != doc:
+        from ..exceptions import Conflict
+
+        raise Conflict(f"manifest {key!r} already exists; nothing was committed, retry")
+    return written + len(doc)
+
+
+def _digests(value, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(d, str) and HEX.fullmatch(d) for d in value):
+        raise IntegrityError(f"the manifest {key!r} names its parts wrongly; {REPAIR_HINT}")
+    return value
+
+
+def _fetch(store: ObjectStore, prefix: str, key: str, digest: str, salvage: bool) -> bytes:
+    """A part's bytes, checked against its name; b"" for a missing or damaged one when salvaging."""
+    try:
+        part = store.get_bytes(part_key(prefix, digest))
+    except BlobMissing as exc:
+        if salvage:
+            return b""
+        raise IntegrityError(f"a part of manifest {key!r} is missing ({digest}); {REPAIR_HINT}") from exc
+    if hashlib.sha256(part).hexdigest() != digest or part[:1] != b"[" or part[-1:] != b"]":
+        if salvage:
+            return b""
+        raise IntegrityError(f"a part of manifest {key!r} is damaged ({digest}); {REPAIR_HINT}")
+    return part
+
+
+def _levels(store: ObjectStore, key: str, salvage: bool = False) -> tuple[dict, list[str], list[str]]:
+    """(document, leaf part digests, index part digests) of a format-2 manifest."""
+    prefix = prefix_of(key)
+    doc = _document(store.get_bytes(key))
+    digests = _digests(doc.get("parts"), key)
+    depth = doc.get("depth", 1)
+    if not isinstance(depth, int) or not 1 <= depth <= 8:
+        raise IntegrityError(f"the manifest {key!r} is damaged (depth {depth!r}); {REPAIR_HINT}")
+    index: list[str] = []
+    with ThreadPoolExecutor(THREADS) as pool:
+        for _ in range(depth - 1):
+            index += digests
+            parts = pool.map(lambda d: _fetch(store, prefix, key, d, salvage), digests)
+            digests = [d for part in parts if part for d in _digests(_loads(part, key), key)]
+    return doc, digests, index
+
+
+def _loads(part: bytes, key: str):
+    try:
+        return json.loads(part)
+    except ValueError as exc:
+        raise IntegrityError(f"a part of manifest {key!r} is damaged; {REPAIR_HINT}") from exc
+
+
+def part_digests(store: ObjectStore, key: str) -> set[str]:
+    """Every part a stored manifest uses, by digest (none for a format-1 manifest); reads only the
+    document and its index parts."""
+    if _document(store.get_bytes(key)).get("format") != FORMAT:
+        return set()
+    _, leaves, index = _levels(store, key, salvage=True)  # a damaged tree: keep what can be named
+    return set(leaves + index)
+
+
+def part_keys(store: ObjectStore, key: str) -> set[str]:
+    """Every part key a stored manifest uses (none for a format-1 manifest)."""
+    return {part_key(prefix_of(key), d) for d in part_digests(store, key)}
+
+
+def _document(data: bytes) -> dict:
+    try:
+        doc = json.loads(data.decode("utf-8"))
+        if not isinstance(doc, dict):
+            raise TypeError("not an object")
+        return doc
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"the manifest is damaged ({exc.__class__.__name__}: {exc}); {REPAIR_HINT}") from exc
+
+
+def read_bytes(store: ObjectStore, key: str, salvage: bool = False) -> bytes:
+    """The manifest at `key` as one format-1 document (parts fetched, each checked against its name).
+    salvage: leave out parts that are missing or damaged instead of failing (for a repair)."""
+    data = store.get_bytes(key)
+    doc = _document(data)
+    if doc.get("format") != FORMAT:
+        return data
+    prefix = prefix_of(key)
+    doc, leaves, _ = _levels(store, key, salvage)
+    with ThreadPoolExecutor(THREADS) as pool:
+        rows = [part[1:-1] for part in pool.map(lambda d: _fetch(store, prefix, key, d, salvage), leaves)
+                if len(part) > 2]
+    generation = doc.get("generation", 0)
+    generation = generation if isinstance(generation, int) and generation >= 0 else 0
+    return b'{"format":1,"generation":%d,"entries":[' % generation + b",".join(rows) + b"]}"
+
+
+def read(store: ObjectStore, key: str) -> Manifest:
+    return Manifest.from_json(read_bytes(store, key))

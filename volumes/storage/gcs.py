@@ -1,0 +1,300 @@
+"""Google Cloud Storage (or an emulator) over the client of django-storages' GoogleCloudStorage,
+built here because it ignores custom endpoints; retries give up after a few seconds."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..exceptions import VolumesError
+from .base import (
+    CHUNK_SIZE,
+    CONNECT_TIMEOUT,
+    GIVE_UP_AFTER,
+    MULTIPART_THRESHOLD,
+    POOL_SIZE,
+    READ_TIMEOUT,
+    BackendStore,
+    Presigned,
+    VerifyingReader,
+    check_prefix,
+    check_range,
+    network_reason,
+    short_error,
+)
+
+
+class GCSStore(BackendStore):
+    """Google Cloud Storage (or an emulator) through storages.backends.gcloud.GoogleCloudStorage."""
+
+    kind = "gcs"
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint: str | None = None,
+        project: str | None = None,
+        credentials_json: str | dict | None = None,
+        *,
+        label: str,
+    ) -> None:
+        import requests
+        from google.api_core.retry import Retry
+        from google.cloud.storage import Client
+        from google.cloud.storage.retry import DEFAULT_RETRY
+        from storages.backends.gcloud import GoogleCloudStorage
+
+        super().__init__(prefix, label)
+        self.bucket_name = bucket
+        endpoint = (endpoint or "").rstrip("/") or None
+        if credentials_json:
+            from google.oauth2 import service_account
+
+            info = json.loads(credentials_json) if isinstance(credentials_json, str) else credentials_json
+            credentials = service_account.Credentials.from_service_account_info(info)
+            project = project or info.get("project_id")
+        elif endpoint:
+            from google.auth.credentials import AnonymousCredentials
+
+            credentials = AnonymousCredentials()  # emulators take any request
+            project = project or "volumes"
+        else:
+            credentials = None  # Google's default credentials of this machine
+        self.storage = GoogleCloudStorage(
+            bucket_name=bucket,
+            location=self.prefix.rstrip("/"),
+            project_id=project or None,
+            credentials=credentials,
+            custom_endpoint=f"{endpoint}/{bucket}" if endpoint else None,
+            querystring_auth=False,
+            file_overwrite=True,
+        )
+        # GoogleCloudStorage.client ignores custom_endpoint (it only shapes URLs): build the client.
+        with self._errors():
+            client = Client(
+                project=project or None,
+                credentials=credentials,
+                client_options={"api_endpoint": endpoint} if endpoint else None,
+            )
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE)
+            client._http.mount("http://", adapter)
+            client._http.mount("https://", adapter)
+        self.storage._client = client
+        self.client = client
+        self.bucket = self.storage.bucket
+        self.timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
+        # Google's default retries for 120 s; give up after a few seconds instead.
+        self.retry: Retry = DEFAULT_RETRY.with_timeout(GIVE_UP_AFTER).with_delay(initial=0.25, maximum=2.0)
+
+    def _translate(self, exc: Exception, key: str | None) -> VolumesError:
+        import google.auth.exceptions
+        import requests
+        from google.api_core import exceptions as gexc
+
+        if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+            return self._translate(exc.cause, key)
+        if isinstance(exc, gexc.NotFound):
+            # GCS answers 404 for a missing object and for a missing bucket alike.
+            if key is not None and self._bucket_exists():
+                return self.missing(key)
+            return self.unavailable(f"bucket {self.bucket_name!r} does not exist", "no_bucket")
+        if isinstance(exc, (gexc.Unauthorized, gexc.Forbidden)):
+            return self.unavailable(f"access was refused ({exc.code}); check the service account key and its roles",
+                                    "denied")
+        if isinstance(exc, gexc.GoogleAPICallError):
+            code = int(exc.code or 0)
+            return self.unavailable(f"{exc.code} {exc.message}",
+                                    "server_error" if code >= 500 or code in (408, 429) else "other")
+        if isinstance(exc, google.auth.exceptions.DefaultCredentialsError):
+            return self.unavailable("no Google credentials on this machine: paste a service account key", "denied")
+        if isinstance(exc, google.auth.exceptions.TransportError):
+            return self.unavailable(f"cannot reach the token endpoint ({network_reason(exc)})", "unreachable")
+        where = self.client._connection.API_BASE_URL if hasattr(self, "client") else "the endpoint"
+        if isinstance(exc, requests.exceptions.ConnectionError):  # includes ConnectTimeout
+            return self.unavailable(f"cannot connect to {where} ({network_reason(exc)})", "unreachable")
+        if isinstance(exc, requests.exceptions.Timeout):
+            return self.unavailable(f"no answer from {where} (timed out)", "timeout")
+        return self.unavailable(short_error(exc))
+
+    def presign_get(self, key: str, expires: int) -> Presigned | None:
+        return self._signed(key, expires, "GET", {})
+
+    def presign_put(self, key: str, size: int | None, sha256: str, expires: int) -> Presigned | None:
+        # Create-only: generation 0 means "no live object". GCS takes no SHA-256 either.
+        return self._signed(key, expires, "PUT", {"x-goog-if-generation-match": "0"})
+
+    def _signed(self, key: str, expires: int, method: str, headers: dict) -> Presigned | None:
+        from google.auth.credentials import Signing
+
+        if not isinstance(self.client._credentials, Signing):
+            return None  # anonymous (the emulator) or default credentials without a key: cannot sign
+        url = self._blob(key).generate_signed_url(
+            version="v4", expiration=timedelta(seconds=int(expires)), method=method, headers=dict(headers) or None,
+            api_access_endpoint=self.client._connection.API_BASE_URL,
+        )
+        return Presigned(method, url, headers)
+
+    def _bucket_exists(self) -> bool:
+        try:
+            return self.bucket.exists(**self._kw())
+        except Exception:
+            return True  # cannot tell: report the object as missing rather than guess
+
+    def _blob(self, key: str):
+        return self.bucket.blob(self._name(key))
+
+    def _kw(self) -> dict:
+        return {"timeout": self.timeout, "retry": self.retry}
+
+    def _get_blob(self, key: str):
+        """The blob with its metadata, or BlobMissing."""
+        name = self._name(key)
+        with self._errors(key):
+            blob = self.bucket.get_blob(name, **self._kw())
+        if blob is None:
+            if not self._bucket_exists():
+                raise self.unavailable(f"bucket {self.bucket_name!r} does not exist", "no_bucket")
+            raise self.missing(key)
+        return blob
+
+    def put_file(self, key: str, local_path: str | Path, *, sha256: str | None = None,
+                 create_only: bool = False) -> bool:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob, source = self._blob(key), self._local_source(local_path)
+        if sha256 is None and not create_only:
+            with self._errors():
+                blob.upload_from_filename(source, content_type="application/octet-stream", **self._kw())
+            return True
+        if create_only and self.exists(key):
+            return False  # see put_bytes
+        with open(source, "rb") as f, self._errors():
+            size = os.fstat(f.fileno()).st_size
+            reader = VerifyingReader(f, size, sha256, key, source)
+            try:
+                if size <= MULTIPART_THRESHOLD:
+                    blob.upload_from_string(reader.read(), content_type="application/octet-stream",
+                                            if_generation_match=0 if create_only else None, **self._kw())
+                else:  # resumable: the session is finalised by the last chunk, which only a match hands out
+                    blob.upload_from_file(reader, size=size, content_type="application/octet-stream",
+                                          if_generation_match=0 if create_only else None, **self._kw())
+            except PreconditionFailed:
+                if create_only:
+                    return False
+                raise
+        return True
+
+    def put_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self._blob(key)
+        # ifGenerationMatch=0 makes the write create-only on GCS; the emulator ignores it, so ask first
+        # too (a check-before-write fallback: it narrows the race there, GCS itself closes it).
+        if create_only and self.exists(key):
+            return False
+        with self._errors():
+            try:
+                blob.upload_from_string(data, content_type="application/octet-stream",
+                                        if_generation_match=0 if create_only else None, **self._kw())
+            except PreconditionFailed:
+                if create_only:
+                    return False
+                raise
+        return True
+
+    def copy(self, src_key: str, dst_key: str) -> bool:
+        """A rewrite inside the bucket, resumed until done, with ifGenerationMatch=0 (the emulator ignores
+        it: asked first too, as in put_bytes)."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        source = self._get_blob(src_key)  # BlobMissing before anything is made
+        if self.exists(dst_key):
+            return False
+        target = self._blob(dst_key)
+        with self._errors(src_key):
+            try:
+                token, _, _ = target.rewrite(source, if_generation_match=0, **self._kw())
+                while token is not None:
+                    token, _, _ = target.rewrite(source, token=token, if_generation_match=0, **self._kw())
+            except PreconditionFailed:
+                return False
+        return True
+
+    def get_file(self, key: str, local_path: str | Path) -> None:
+        blob = self._blob(key)
+        target = self._local_target(local_path)
+        with self._errors(key):
+            blob.download_to_filename(target, **self._kw())
+
+    def get_bytes(self, key: str) -> bytes:
+        blob = self._blob(key)
+        with self._errors(key):
+            return blob.download_as_bytes(**self._kw())
+
+    def open_read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        check_range(start, end)
+        blob = self._get_blob(key)  # BlobMissing now, not on the first chunk
+        stop = blob.size if end is None else min(end, blob.size)
+        step = 4 * CHUNK_SIZE
+
+        def chunks() -> Iterator[bytes]:
+            for offset in range(start, stop, step):
+                # `blob` carries the generation we saw, so every part comes from the same object.
+                yield blob.download_as_bytes(start=offset, end=min(offset + step, stop) - 1, **self._kw())
+
+        return self._guarded(self._rechunk(chunks()), key)
+
+    def exists(self, key: str) -> bool:
+        blob = self._blob(key)
+        with self._errors():
+            return blob.exists(**self._kw())
+
+    def size(self, key: str) -> int:
+        return int(self._get_blob(key).size)
+
+    def delete(self, key: str) -> None:
+        from google.api_core.exceptions import NotFound
+
+        blob = self._blob(key)
+        with self._errors():
+            try:
+                blob.delete(**self._kw())
+            except NotFound:
+                if not self._bucket_exists():
+                    raise
+
+    def _names(self, prefix: str) -> Iterator[str]:
+        check_prefix(prefix)
+        # The iterator follows nextPageToken itself (1,000 names per page).
+        blobs = self.client.list_blobs(self.bucket_name, prefix=self.prefix + prefix, **self._kw())
+        return (blob.name for blob in blobs)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        names = self._names(prefix)
+        return self._guarded((self._key(name) for name in names), None)
+
+    def list_with_times(self, prefix: str = "") -> Iterator[tuple[str, float | None]]:
+        check_prefix(prefix)
+
+        def times() -> Iterator[tuple[str, float | None]]:
+            for blob in self.client.list_blobs(self.bucket_name, prefix=self.prefix + prefix, **self._kw()):
+                yield self._key(blob.name), blob.updated.timestamp() if blob.updated else None
+
+        return self._guarded(times(), None)
+
+    def delete_prefix(self, prefix: str) -> int:
+        from google.api_core.exceptions import NotFound
+
+        def delete_one(name: str) -> bool:
+            try:
+                self.bucket.blob(name).delete(**self._kw())
+                return True
+            except NotFound:
+                return False  # deleted meanwhile (the listing proved the bucket exists)
+
+        with self._errors():
+            names = list(self._names(prefix))
+        return self._parallel_delete(names, delete_one)
