@@ -691,6 +691,9 @@ def test_nul_and_deeply_nested_json_never_answer_500(fence, api, dashboard, cast
         "dashboard job form args": lambda: dashboard.post("/w/acme/jobs/run/", {
             "language": "python", "content": "def main(a=1):\n    return a\n", "args": '{"a": "\\u0000"}'}),
         "login form username": lambda: Client().post("/login/", {"username": "ad\x00min", "password": "x"}),
+        "dashboard members form (multipart)": lambda: dashboard.post("/w/acme/settings/members/",
+                                                                     {"username": "ad\x00d", "role": "member"}),
+        "dashboard new token name (multipart)": lambda: dashboard.post("/account/tokens/", {"name": "t\x00k"}),
         "API volume search": lambda: admin.get("/api/w/acme/volumes/?search=a%00b"),
         "API share principal": lambda: admin.post(V + "shares/", {"user": "ow\x00ner", "access": "read"},
                                                   format="json"),
@@ -815,6 +818,10 @@ def test_anonymous_request_bodies_are_capped_before_parsing(fence, tmp_path_fact
                 "POST", D + "files/upload/", multipart, content_type=f"multipart/form-data; boundary={boundary}"),
             "login form": anonymous.generic("POST", "/login/", big, content_type="application/x-www-form-urlencoded"),
             "API upload": anonymous.generic("PUT", V + "files/big.bin", big, content_type="application/octet-stream"),
+            # A made-up Authorization header is no login on a dashboard route: its CSRF check would read the body.
+            "dashboard upload with a made-up Authorization header": anonymous.generic(
+                "POST", D + "files/upload/", multipart, content_type=f"multipart/form-data; boundary={boundary}",
+                HTTP_AUTHORIZATION="Token made-up"),
         }
     finally:
         tempfile.tempdir = before
