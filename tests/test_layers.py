@@ -16,7 +16,11 @@ ABOVE = {
     "agent": {"models", "permissions", "services", "selectors", "storage", "tasks", "api", "dashboard", "management",
               "cli"},
     "cli": {"tasks", "runner", "dashboard", "management"},
+    "runner": {"api", "dashboard", "management", "tasks", "agent", "cli"},
+    "api": {"dashboard", "management", "tasks", "runner", "agent"},
+    "dashboard": {"management", "tasks", "runner", "agent", "cli"},
     "services": {"tasks", "runner", "api", "dashboard", "management", "agent", "cli"},
+    "selectors": {"tasks", "runner", "api", "dashboard", "management", "agent", "cli"},
     "engine": {"services", "selectors", "tasks", "runner", "api", "dashboard", "management", "agent", "cli"},
     "storage": {"engine", "services", "selectors", "tasks", "runner", "api", "dashboard", "management", "agent",
                 "cli"},
@@ -60,3 +64,21 @@ def test_no_layer_imports_a_layer_above_it(layer):
 def test_the_celery_tasks_import_the_runner_and_services_not_the_other_way():
     assert "runner" in _imports(ROOT / "tasks.py")
     assert not any("tasks" in _imports(path) for path in _modules("services") + _modules("runner"))
+
+
+def test_a_volume_is_found_by_name_in_one_place():
+    """Names are unique without case: `Volume.objects.named` is the one lookup, so no caller can forget the
+    case rule or the workspace."""
+    lookups = [f"{path.relative_to(ROOT.parent)}:{number}"
+               for path in sorted(ROOT.rglob("*.py")) if path.name != "models.py"
+               for number, line in enumerate(path.read_text().splitlines(), 1)
+               if "Volume.objects" in line and "name__iexact" in line]
+    assert not lookups, lookups
+
+
+def test_a_module_over_500_lines_says_why_at_its_top():
+    files = [*ROOT.rglob("*.py"), *(ROOT.parent / "static").rglob("*.js")]
+    unexplained = [str(path.relative_to(ROOT.parent)) for path in sorted(files)
+                   if "vendor" not in path.parts and len(path.read_text().splitlines()) > 500
+                   and "over 500 lines on purpose" not in "\n".join(path.read_text().splitlines()[:25])]
+    assert not unexplained, unexplained

@@ -117,3 +117,31 @@ def test_every_writer_is_refused_a_change_over_the_size_cap_in_the_same_words(wr
         write(volume, cast["admin"], tmp_path, Thief())  # nobody takes the lease over here
     assert str(refused.value) == OVER_CAP
     assert _unchanged(history)
+
+
+OVER_FILE_LIMIT = ("is over the limit of 1,000 bytes per file; make it smaller or split it "
+                   "(the enterprise edition lifts this limit). Nothing was committed.")
+
+
+@pytest.mark.parametrize("write, subject", [(worker_push, "file 'big.bin'"), (file_edit, "file 'big.bin'"),
+                                            (agent_commit, "a file")], ids=lambda w: getattr(w, "__name__", w))
+def test_every_writer_is_refused_a_file_over_the_per_file_limit_in_the_same_words(write, subject, history, cast,
+                                                                                  tmp_path, settings):
+    settings.VOLUMES = {**settings.VOLUMES, "MAX_FILE_SIZE": 1000}
+    with pytest.raises(LimitExceeded) as refused:
+        write(history, cast["admin"], tmp_path, Thief())
+    assert str(refused.value) == f"{subject} {OVER_FILE_LIMIT}"
+    assert _unchanged(history)
+
+
+def test_an_agent_manifest_naming_a_file_over_the_per_file_limit_is_refused_in_the_same_words(volume, cast,
+                                                                                            settings):
+    job_submit(volume.workspace, cast["admin"], "python", "# volume: training-data data\ndef main():\n    return 1\n",
+               enqueue=False)
+    job = agent.agent_claim_next(volume.workspace, cast["admin"], "w1").job
+    lease = agent.agent_acquire(job, volume.name, "agent w1", wait=0)
+    settings.VOLUMES = {**settings.VOLUMES, "MAX_FILE_SIZE": 1000}
+    manifest = Manifest({"big.bin": Entry("big.bin", FILE, len(DATA), hashlib.sha256(DATA).hexdigest(), 0o644)})
+    with pytest.raises(LimitExceeded) as refused:
+        agent.agent_commit(job, volume.name, lease.token, lease.generation, manifest.to_json())
+    assert str(refused.value) == f"file 'big.bin' {OVER_FILE_LIMIT}"

@@ -267,6 +267,14 @@ def check_room(volume_id: int, generation: int, manifest: Manifest, counts: Chan
 RAISE_WORKSPACE_CAP = "ask an admin to raise the limit the workspace sets on every volume (Max volume size)."
 
 
+def file_over_limit(limit: int, path: str | None = None) -> LimitExceeded:
+    """The one refusal of a file over the per-file limit (`conf.max_file_size`), whoever writes it; `path`
+    is None where only the bytes are known (an agent's blob upload)."""
+    subject = f"file {path!r}" if path is not None else "a file"
+    return LimitExceeded(f"{subject} is over the limit of {limit:,} bytes per file; make it smaller or split it "
+                         "(the enterprise edition lifts this limit). Nothing was committed.", path=path)
+
+
 def check_size(volume_name: str, base_size: int | None, size: int, cap: int | None,
                how: str = RAISE_WORKSPACE_CAP) -> None:
     """The cap on a volume's current files: LimitExceeded when a change grows them (from `base_size`

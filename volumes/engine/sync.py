@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from .. import conf
-from ..exceptions import IntegrityError, LimitExceeded
+from ..exceptions import IntegrityError
 from ..ops import metrics
 from . import commits, history
 from .cache import CachedVolume, remove_tree
@@ -179,12 +179,7 @@ def scan(
             if kind == S_IFREG:
                 size = st.st_size
                 if max_file_size is not None and size > max_file_size:
-                    raise LimitExceeded(
-                        f"file {path!r} is {size:,} bytes, over the limit of {max_file_size:,} bytes "
-                        "per file; make it smaller or split it (the enterprise edition lifts this limit). "
-                        "Nothing was committed.",
-                        path=path,
-                    )
+                    raise commits.file_over_limit(max_file_size, path)
                 cached = hashes.get(path)
                 mtime = st.st_mtime_ns
                 if (cached is not None and cached[4] == st.st_ctime_ns and cached[3] == mtime and cached[2] == size

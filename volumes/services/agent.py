@@ -33,7 +33,7 @@ from ..engine.pins import Pin
 from ..engine.manifest import HASH_RE, Manifest
 from ..engine.remote import DirectRemote
 from ..exceptions import (
-    BlobMissing, Conflict, IntegrityError, InvalidPath, JobFinished, LeaseLost, LimitExceeded, NotFound, PermissionDenied,
+    BlobMissing, Conflict, IntegrityError, InvalidPath, JobFinished, LeaseLost, NotFound, PermissionDenied,
     VolumesError,
 )
 from ..models import Job, JobVolume, Membership, Volume, VolumePin, Workspace
@@ -80,7 +80,7 @@ def agent_may_run(job: Job, user) -> bool:
     except VolumesError:
         return True
     for mount in resolved:
-        volume = Volume.objects.filter(workspace_id=job.workspace_id, name__iexact=mount.name).first()
+        volume = Volume.objects.named(job.workspace_id, mount.name).first()
         if volume is None:
             continue
         if _LEVEL[permissions.access(user, volume).level] < _LEVEL[permissions.access(job.user, volume).level]:
@@ -91,7 +91,7 @@ def agent_may_run(job: Job, user) -> bool:
 def _agent_shortfall(plans: list, job: Job, user) -> str:
     """Why the agent's user may not run the prepared job ('' when it may)."""
     for plan in plans:
-        volume = Volume.objects.get(workspace_id=job.workspace_id, name__iexact=plan.name)
+        volume = Volume.objects.named(job.workspace_id, plan.name).get()
         need = permissions.READ if plan.read_only else permissions.WRITE
         if _LEVEL[permissions.access(user, volume).level] < _LEVEL[need]:
             return (
@@ -207,7 +207,7 @@ def require_running(job: Job) -> None:
 def _mount(job: Job, name: str) -> tuple[Volume, JobVolume]:
     if "\x00" in name:  # no name holds a NUL, and PostgreSQL refuses one even in a lookup
         raise NotFound(f"job {job.pk} does not mount a volume named {name!r}")
-    volume = Volume.objects.filter(workspace_id=job.workspace_id, name__iexact=name).select_related("storage").first()
+    volume = Volume.objects.named(job.workspace_id, name).select_related("storage").first()
     mount = JobVolume.objects.filter(job=job, volume=volume).first() if volume else None
     if volume is None or mount is None:
         raise NotFound(f"job {job.pk} does not mount a volume named {name!r}")
@@ -363,7 +363,7 @@ def agent_blob_put(job: Job, name: str, token: int, digest: str, stream: BinaryI
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if limit is not None and size > limit:
-                    raise LimitExceeded(f"the file is over the limit of {limit:,} bytes per file")
+                    raise commits.file_over_limit(limit)
                 sha.update(chunk)
                 out.write(chunk)
         if sha.hexdigest() != digest:
@@ -406,8 +406,7 @@ def _agent_change(job: Job, remote: DirectRemote, name: str, token: int, parent:
     if limit is not None:
         for entry in manifest.files:
             if entry.size > limit:
-                raise LimitExceeded(f"file {entry.path!r} is over the limit of {limit:,} bytes per file",
-                                    path=entry.path)
+                raise commits.file_over_limit(limit, entry.path)
     from .files import manifest_of
 
     base = manifest_of(volume) if parent else Manifest()

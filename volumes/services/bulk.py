@@ -6,7 +6,7 @@ import io
 import posixpath
 from dataclasses import replace
 
-from ..engine.manifest import FILE, Manifest
+from ..engine.manifest import Manifest
 from ..exceptions import Conflict, InvalidPath, NotFound
 from ..models import Volume
 from ..storage.keys import safe_relpath
@@ -65,11 +65,4 @@ def entries_move(volume: Volume, paths: list[str], folder: str, user=None) -> in
 
 def text_save(volume: Volume, path: str, text: str, expected_hash: str, user=None) -> int:
     """Save an edited text file, refusing if it changed since the editor opened (expected_hash)."""
-    path = safe_relpath(path)
-    current = files.manifest_of(volume).entries.get(path)
-    if current is None or current.type != FILE:
-        raise NotFound(f"{path!r} is no longer a file in volume {volume.name!r}")
-    if current.hash != expected_hash:
-        raise Conflict(f"{path!r} changed since you opened it (generation {current.gen}); copy your text, "
-                       "reopen the file and apply your change again")
-    return files.file_put(volume, path, io.BytesIO(text.encode("utf-8")), user=user)
+    return files.file_put(volume, path, io.BytesIO(text.encode("utf-8")), user=user, replacing=expected_hash)

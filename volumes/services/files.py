@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import BinaryIO, Iterator
 
 from .. import conf
-from ..engine import leases, manifest_store
+from ..engine import commits, leases, manifest_store
 from ..engine.commits import Change, ChangeCounts
 from ..engine.leases import Lease
 from ..engine.manifest import DIR, FILE, LINK, Entry, Manifest
@@ -125,7 +125,7 @@ def _ensure_parents(manifest: Manifest, path: str) -> None:
             raise Conflict(f"{parent!r} is a {existing.type}, not a folder")
 
 
-def _spool(stream: BinaryIO, limit: int | None) -> tuple[str, str, int]:
+def _spool(stream: BinaryIO, limit: int | None, path: str) -> tuple[str, str, int]:
     """Copy an upload to a temporary file, hashing as it goes and refusing it past the size limit."""
     digest, size = hashlib.sha256(), 0
     fd, tmp = tempfile.mkstemp(prefix="upload-")
@@ -134,10 +134,7 @@ def _spool(stream: BinaryIO, limit: int | None) -> tuple[str, str, int]:
             while chunk := stream.read(CHUNK):
                 size += len(chunk)
                 if limit is not None and size > limit:
-                    raise LimitExceeded(
-                        f"the file is over the limit of {limit:,} bytes per file; "
-                        "upload a smaller file (the enterprise edition lifts this limit)"
-                    )
+                    raise commits.file_over_limit(limit, path)
                 digest.update(chunk)
                 out.write(chunk)
     except BaseException:
@@ -146,14 +143,21 @@ def _spool(stream: BinaryIO, limit: int | None) -> tuple[str, str, int]:
     return tmp, digest.hexdigest(), size
 
 
-def file_put(volume: Volume, path: str, stream: BinaryIO, user=None) -> int:
-    """Create or replace one file; returns the new generation."""
+def file_put(volume: Volume, path: str, stream: BinaryIO, user=None, replacing: str | None = None) -> int:
+    """Create or replace one file; returns the new generation. `replacing`: the hash of the file the caller
+    read (an editor); checked under the lease, so a change committed meanwhile is refused, not overwritten."""
     path = safe_relpath(path)
-    tmp, digest, size = _spool(stream, conf.max_file_size())
+    tmp, digest, size = _spool(stream, conf.max_file_size(), path)
     try:
         with _leased(volume, user) as (lease, remote, base):
             new = Manifest(dict(base.entries))
             existing = new.entries.get(path)
+            if replacing is not None:
+                if existing is None or existing.type != FILE:
+                    raise NotFound(f"{path!r} is no longer a file in volume {volume.name!r}")
+                if existing.hash != replacing:
+                    raise Conflict(f"{path!r} changed since you opened it (generation {existing.gen}); copy your "
+                                   "text, reopen the file and apply your change again")
             if existing is not None and existing.type != FILE:
                 raise Conflict(f"{path!r} is a {existing.type}; delete it first")
             _ensure_parents(new, path)
@@ -245,10 +249,7 @@ def file_put_many(volume: Volume, items: list[tuple[str, BinaryIO]], user=None) 
     try:
         for path, stream in items:
             path = safe_relpath(path)
-            try:
-                tmp, digest, size = _spool(stream, limit)
-            except LimitExceeded as exc:
-                raise LimitExceeded(f"{path}: {exc.message}") from exc
+            tmp, digest, size = _spool(stream, limit, path)
             spooled.append((path, tmp, digest, size))
         with _leased(volume, user) as (lease, remote, base):
             new = Manifest(dict(base.entries))
@@ -298,7 +299,7 @@ def file_put_tar(volume: Volume, stream: BinaryIO, folder: str = "", user=None) 
                         raise LimitExceeded(f"at most {MAX_TAR_MEMBERS:,} files per upload")
                     path = safe_relpath(f"{folder}/{member.name}" if folder else member.name)
                     # A tar stream is read once, in order: spool each member now.
-                    tmp, _digest, _size = _spool(archive.extractfile(member), conf.max_file_size())
+                    tmp, _digest, _size = _spool(archive.extractfile(member), conf.max_file_size(), path)
                     spooled.append(tmp)
                     items.append((path, open(tmp, "rb")))
         except tarfile.TarError as exc:

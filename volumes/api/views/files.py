@@ -7,7 +7,8 @@ from rest_framework import serializers as drf
 from rest_framework.response import Response
 
 from ... import conf
-from ...exceptions import InvalidPath, LimitExceeded
+from ...engine.commits import file_over_limit
+from ...exceptions import InvalidPath
 from ...services import files
 from .. import access
 from .. import serializers as s
@@ -82,7 +83,7 @@ class FileView(ApiView):
         limit = conf.max_file_size()
         length = request.META.get("CONTENT_LENGTH") or ""
         if limit is not None and length.isdigit() and int(length) > limit:
-            raise LimitExceeded(f"the file is {int(length):,} bytes, over the limit of {limit:,} bytes per file")
+            raise file_over_limit(limit, path)
         existed = path in files.manifest_of(volume).entries
         files.file_put(volume, path, body_stream(request), user=request.user)
         volume.refresh_from_db()
