@@ -235,3 +235,46 @@ def test_last_used_moves_on_every_job_that_mounts_the_volume_and_names_it(run, c
     client.force_login(cast["owner"])
     page = client.get(f"/w/{volume.workspace_id}/volumes/models/").content.decode()
     assert f"/jobs/{reader.pk}/" in page and f"job {reader.pk}" in page
+
+
+def _raise(exc):
+    def fail(*args, **kwargs):
+        raise exc
+    return fail
+
+
+@pytest.mark.parametrize("error, named", [(PermissionError(13, "Permission denied", "cache/v1"), "Permission denied"),
+                                          (RecursionError("too deep"), "RecursionError: too deep")])
+def test_a_failing_cache_eviction_never_replaces_a_successful_outcome(run, cast, monkeypatch, error, named):
+    from volumes.engine.cache import WorkerCache
+
+    monkeypatch.setattr(WorkerCache, "evict", _raise(error))
+    job = run(COUNTER.format(name="evict"), cast["owner"])
+    assert (job.status, job.result, job.error) == ("success", 1, ""), job.log
+    assert "warning: cleaning the worker's cache failed" in job.log and named in job.log, job.log
+    assert Volume.objects.get(name="evict").generation == 1
+
+
+def test_a_failing_lease_release_never_replaces_a_successful_outcome(run, cast, monkeypatch):
+    from volumes.engine.remote import DirectRemote
+
+    monkeypatch.setattr(DirectRemote, "release", _raise(OSError(5, "Input/output error")))
+    job = run(COUNTER.format(name="release"), cast["owner"])
+    assert (job.status, job.result, job.error) == ("success", 1, ""), job.log
+    assert "warning: could not release the lease on volume release" in job.log, job.log
+    assert "Input/output error" in job.log and "it expires by itself" in job.log
+    assert Volume.objects.get(name="release").generation == 1
+
+
+def test_a_failed_job_keeps_its_failure_when_cleaning_up_fails_too(run, cast, monkeypatch):
+    from volumes.engine.cache import WorkerCache
+    from volumes.engine.remote import DirectRemote
+
+    monkeypatch.setattr(WorkerCache, "evict", _raise(PermissionError(13, "Permission denied")))
+    monkeypatch.setattr(DirectRemote, "release", _raise(OSError(5, "Input/output error")))
+    job = run("# volume: broken data\ndef main():\n    raise RuntimeError('boom')\n", cast["owner"])
+    assert job.status == "failure" and "boom" in job.error, job.log
+    assert "Permission denied" not in job.error and "Input/output" not in job.error
+    assert "warning: cleaning the worker's cache failed" in job.log
+    assert "warning: could not release the lease on volume broken" in job.log
+    assert Volume.objects.get(name="broken").generation == 0
