@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
@@ -64,14 +65,14 @@ def settings_read_by_the_code() -> set[str]:
     return names - NOT_SETTINGS
 
 
+def settings_rows_of_the_readme_table() -> list[list[str]]:
+    """The setting names of each row of README's settings table (a row may name several)."""
+    return [re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1])
+            for line in _section("## Settings").splitlines() if line.startswith("| `")]
+
+
 def settings_in_the_readme_table() -> set[str]:
-    section = _section("## Settings")
-    names: set[str] = set()
-    for line in section.splitlines():
-        if line.startswith("| `"):
-            first_cell = line.split("|")[1]
-            names.update(re.findall(r"`([A-Z][A-Z0-9_]+)`", first_cell))
-    return names
+    return {name for row in settings_rows_of_the_readme_table() for name in row}
 
 
 def test_the_readme_settings_table_lists_every_setting_the_code_reads():
@@ -79,6 +80,13 @@ def test_the_readme_settings_table_lists_every_setting_the_code_reads():
     assert {"VOLUMES_LEASE_TTL", "SECRET_KEY", "VOLUMES_TOKEN", "SECURE_SSL_REDIRECT"} <= code  # the scan works
     assert not code - table, f"read by the code but not in README's settings table: {sorted(code - table)}"
     assert not table - code, f"in README's settings table but read nowhere: {sorted(table - code)}"
+
+
+def test_each_setting_has_exactly_one_row_in_the_readme_settings_table():
+    rows = settings_rows_of_the_readme_table()
+    assert len(rows) > 20  # the parse works
+    repeated = sorted(name for name, n in Counter(name for row in rows for name in set(row)).items() if n > 1)
+    assert not repeated, f"in more than one row of README's settings table: {repeated}"
 
 
 def test_where_the_code_lives_names_only_folders_and_modules_that_exist():
