@@ -216,7 +216,7 @@
     const max = parseInt(browser.dataset.maxFileSize || "0", 10);
     const tooBig = max ? files.filter((f) => f.size > max) : [];
     if (tooBig.length) {
-      toast(tooBig[0].name + " is over the limit of " + max.toLocaleString() + " bytes per file; upload a smaller file.", "error");
+      toast(tooBig[0].name + " is " + humanSize(tooBig[0].size) + ", over the limit of " + humanSize(max) + " per file; make it smaller or split it.", "error");
       return;
     }
     const items = files.map((f, i) => ({file: f, path: (paths && paths[i]) || f.webkitRelativePath || f.name}));

@@ -64,3 +64,17 @@ def test_filter_sort_select_delete_and_edit(browse, workspace, cast):
     volume = Volume.objects.get(pk=volume.pk)
     assert b"".join(files.open_file(volume, files.entry_at(volume, "todo.md"))) == b"- milk\n- bread\n"
     me.check_clean()
+
+
+def test_a_file_over_the_limit_is_refused_before_uploading_in_sizes_a_person_reads(browse, workspace, cast, settings):
+    settings.VOLUMES = {**settings.VOLUMES, "MAX_FILE_SIZE": 2 * 1024 * 1024}
+    cast["owner"].set_password("pw-owner-123")
+    cast["owner"].save()
+    volume_create(workspace, "notes", owner=cast["owner"])
+    me = browse()
+    me.login("owner", "pw-owner-123")
+    me.page.goto(f"/w/{workspace.pk}/volumes/notes/")
+    me.page.set_input_files("input[data-upload-input]", files=[
+        {"name": "big.bin", "mimeType": "application/octet-stream", "buffer": b"x" * (3 * 1024 * 1024)}])
+    expect(me.page.locator("#toasts")).to_contain_text("big.bin is 3.0 MB, over the limit of 2.0 MB per file")
+    assert Volume.objects.get(name="notes").generation == 0

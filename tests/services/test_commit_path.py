@@ -145,3 +145,11 @@ def test_an_agent_manifest_naming_a_file_over_the_per_file_limit_is_refused_in_t
     with pytest.raises(LimitExceeded) as refused:
         agent.agent_commit(job, volume.name, lease.token, lease.generation, manifest.to_json())
     assert str(refused.value) == f"file 'big.bin' {OVER_FILE_LIMIT}"
+
+
+def test_sizes_from_a_mebibyte_on_are_also_given_in_units_a_person_reads():
+    from volumes.engine.commits import file_over_limit, size_text
+
+    assert size_text(1000) == "1,000 bytes"
+    assert str(file_over_limit(52_428_800, "a.bin")).startswith(
+        "file 'a.bin' is over the limit of 52,428,800 bytes (50.0 MB) per file;")

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Callable
 
 from django.db import transaction
+from django.template.defaultfilters import filesizeformat
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -247,9 +248,9 @@ def check_room(volume_id: int, generation: int, manifest: Manifest, counts: Chan
            "generation it replaces), delete files, or ")
     if cap is not None and stored > cap:
         raise LimitExceeded(
-            f"volume {name!r} would keep {stored:,} bytes in storage, over its limit of {cap:,} bytes: "
-            f"{manifest.size_bytes:,} bytes of current files plus {stored - manifest.size_bytes:,} "
-            f"bytes only earlier generations use ({kept - 1} kept as history). {how}{raise_cap(volume)}"
+            f"volume {name!r} would keep {size_text(stored)} in storage, over its limit of {size_text(cap)}: "
+            f"{size_text(manifest.size_bytes)} of current files plus {size_text(stored - manifest.size_bytes)} "
+            f"only earlier generations use ({kept - 1} kept as history). {how}{raise_cap(volume)}"
         )
     if quota is not None:
         others = 0
@@ -258,10 +259,17 @@ def check_room(volume_id: int, generation: int, manifest: Manifest, counts: Chan
             others += _stored(other["pk"], other["generation"], now)[0]
         if others + stored > quota:
             raise LimitExceeded(
-                f"the volumes of workspace {volume.workspace_id!r} would keep {others + stored:,} bytes in storage "
-                f"(history included), over the workspace's quota of {quota:,} bytes; volume {name!r} alone keeps "
-                f"{stored:,}. {how}ask an admin to raise the workspace's quota."
+                f"the volumes of workspace {volume.workspace_id!r} would keep {size_text(others + stored)} in storage "
+                f"(history included), over the workspace's quota of {size_text(quota)}; volume {name!r} alone keeps "
+                f"{size_text(stored)}. {how}ask an admin to raise the workspace's quota."
             )
+
+
+def size_text(n: int) -> str:
+    """'1,000 bytes'; from 1 MiB on with the size a person reads at a glance: '52,428,800 bytes (50.0 MB)'."""
+    if n < 1024 * 1024:
+        return f"{n:,} bytes"
+    return f"{n:,} bytes ({filesizeformat(n)})".replace("\xa0", " ")
 
 
 RAISE_WORKSPACE_CAP = "ask an admin to raise the limit the workspace sets on every volume (Max volume size)."
@@ -271,7 +279,7 @@ def file_over_limit(limit: int, path: str | None = None) -> LimitExceeded:
     """The one refusal of a file over the per-file limit (`conf.max_file_size`), whoever writes it; `path`
     is None where only the bytes are known (an agent's blob upload)."""
     subject = f"file {path!r}" if path is not None else "a file"
-    return LimitExceeded(f"{subject} is over the limit of {limit:,} bytes per file; make it smaller or split it "
+    return LimitExceeded(f"{subject} is over the limit of {size_text(limit)} per file; make it smaller or split it "
                          "(the enterprise edition lifts this limit). Nothing was committed.", path=path)
 
 
@@ -282,7 +290,7 @@ def check_size(volume_name: str, base_size: int | None, size: int, cap: int | No
     worker that knows only the workspace's cap checks it before uploading."""
     if cap is not None and size > cap and (base_size is None or size > base_size):
         raise LimitExceeded(
-            f"volume {volume_name!r} would be {size:,} bytes, over its limit of {cap:,} bytes. "
+            f"volume {volume_name!r} would be {size_text(size)}, over its limit of {size_text(cap)}. "
             f"Nothing was committed. Delete files, or {how}"
         )
 
