@@ -27,6 +27,12 @@ def check_volumes_settings(app_configs, **kwargs):
         network.parse_networks(conf.get("SANDBOX_ALLOW_NETWORKS"))
     except network.NetworkUnavailable as exc:
         errors.append(checks.Error(str(exc), id="volumes.E003"))
+    for name in sorted(set(conf.get("JOB_ENV_ALLOW")) & conf.WORKER_SECRETS):
+        errors.append(checks.Error(
+            f"VOLUMES_JOB_ENV_ALLOW names {name}, one of the worker's credentials, which jobs must never see "
+            "(workers withhold it); remove it from VOLUMES_JOB_ENV_ALLOW, and give a job that needs a credential "
+            "one of its own under another name",
+            id="volumes.E004"))
     errors += _sandbox_warnings()
     return errors
 

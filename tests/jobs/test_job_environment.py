@@ -69,3 +69,11 @@ def test_a_job_on_a_real_celery_worker_never_sees_the_workers_settings(workspace
     job = Job.objects.get(pk=job.pk)
     check(job, {"HTTPS_PROXY": "http://proxy.example:3128"})
     assert django_settings.DATABASES["default"]["NAME"] not in json.dumps(job.result)
+
+
+def test_a_worker_secret_on_the_allow_list_never_reaches_the_job(workspace, cast, worker_secrets, settings):
+    """Workers do not run `manage.py check` (volumes.E004): the runner refuses the worker's secrets itself."""
+    settings.VOLUMES = {**settings.VOLUMES, "JOB_ENV_ALLOW": ["HTTPS_PROXY", *SECRETS]}
+    job = job_run(job_submit(workspace, cast["owner"], "python", ENV_SCRIPT.format(sandbox=""), enqueue=False).pk)
+    check(job, {"HTTPS_PROXY": "http://proxy.example:3128"})
+    assert "warning: VOLUMES_JOB_ENV_ALLOW names AWS_SECRET_ACCESS_KEY, DATABASE_URL, SECRET_KEY" in job.log, job.log

@@ -61,11 +61,16 @@ class JobSpec:
     hidden: tuple = ()  # folders a job run as its own uid must not see (filesystem storage roots)
 
 
-def job_env(spec: JobSpec) -> dict[str, str]:
+def job_env(spec: JobSpec, log) -> dict[str, str]:
     """The job's own variables plus the worker's variables the operator allow-listed (VOLUMES_JOB_ENV_ALLOW).
 
-    Everything else of the worker's environment (database URL, secret key, storage credentials) stays out."""
-    allowed = {name: os.environ[name] for name in conf.get("JOB_ENV_ALLOW") if name in os.environ}
+    Everything else of the worker's environment (database URL, secret key, storage credentials) stays out,
+    and so do the worker's credentials if allow-listed: workers run no system checks (volumes.E004)."""
+    names = set(conf.get("JOB_ENV_ALLOW"))
+    if refused := sorted(names & conf.WORKER_SECRETS):
+        log(f"warning: VOLUMES_JOB_ENV_ALLOW names {', '.join(refused)}, the worker's credentials; "
+            "the job does not get them")
+    allowed = {name: os.environ[name] for name in sorted(names - conf.WORKER_SECRETS) if name in os.environ}
     return {
         **allowed,
         "VOLUMES_JOB_ID": str(spec.id),
@@ -339,7 +344,7 @@ def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporte
                 spec.language, spec.content, spec.args, mounts, sandbox=sandbox, workdir=workdir, log=log,
                 stop=renewer.stop, stop_reason=lambda: renewer.reason or "stopped",
                 timeout=conf.get("JOB_TIMEOUT"), network=conf.get("SANDBOX_NETWORK"),
-                allow_networks=conf.get("SANDBOX_ALLOW_NETWORKS"), env=job_env(spec),
+                allow_networks=conf.get("SANDBOX_ALLOW_NETWORKS"), env=job_env(spec, log),
                 run_as=user, untouched=untouched,
                 hide=[Path(conf.get("DATA_DIR")), cache.root, conf.storage_base_dir(), *map(Path, spec.hidden)],
             )
