@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from volumes.api.access import clean_path
+from volumes.storage.keys import clean_path
 from volumes.exceptions import InvalidPath, NotFound, VolumesError
 
 Advance = Callable[[int], None]

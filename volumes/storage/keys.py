@@ -13,6 +13,15 @@ from ..exceptions import InvalidName, InvalidPath
 MAX_NAME_BYTES = 255  # one path component, in UTF-8
 MAX_PATH_BYTES = 4096  # a whole path, in UTF-8
 
+# After the server's one decode no percent-escape may be left: it would mean a doubly encoded
+# path (`%252e%252e` -> `%2e%2e`), which some later layer might decode into a traversal, or bytes
+# that were not UTF-8 (Django re-escapes those). Refusing every escape, not only dot, slash,
+# backslash and NUL, keeps the rule simple; a literal `%` not followed by two hex digits is fine.
+_ENCODED = re.compile(r"%[0-9a-f]{2}", re.IGNORECASE)
+# Control characters (newlines, escapes) are refused too: they would forge log lines and cannot go
+# into a Content-Disposition header. Jobs may still create such names; the API refuses them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -88,3 +97,32 @@ def safe_relpath(path: str, allow_root: bool = False) -> str:
     if not clean and not allow_root:
         raise InvalidPath("the path is empty; name a file or folder inside the volume")
     return clean
+
+
+def clean_path(raw: str, allow_root: bool = False) -> str:
+    """A path from the API or the CLI, checked strictly: what could escape or was encoded twice is refused,
+    never normalised (`safe_relpath` then normalises the rest); InvalidPath (400) saying why."""
+    if not isinstance(raw, str):
+        raise InvalidPath("a path must be a string")
+    if _ENCODED.search(raw):
+        raise InvalidPath(
+            f"{raw[:200]!r} still contains a percent-escape after decoding (double encoding?); "
+            "encode paths exactly once"
+        )
+    if _CONTROL.search(raw):
+        raise InvalidPath(f"{raw[:200]!r} contains a control character; paths given to the API may not")
+    if allow_root and raw == "":
+        return safe_relpath(raw, allow_root=True)
+    # Checked here as well as in safe_relpath: the API refuses, never normalises, what could escape.
+    if raw.startswith("/") or "\\" in raw:
+        raise InvalidPath(f"{raw[:200]!r} is absolute or has a backslash; give a path relative to the volume")
+    parts = raw.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InvalidPath(f"{raw[:200]!r} has an empty, '.' or '..' segment; give a plain relative path")
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES or any(
+        len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in parts
+    ):
+        raise InvalidPath(
+            f"the path is too long: at most {MAX_NAME_BYTES} bytes per name and {MAX_PATH_BYTES} bytes in all"
+        )
+    return safe_relpath(raw, allow_root=allow_root)

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from ... import conf
 from ...engine.commits import file_over_limit
 from ...exceptions import InvalidPath
+from ...storage.keys import clean_path
 from ...services import files
 from .. import access
 from .. import serializers as s
@@ -59,9 +60,9 @@ class FileView(ApiView):
     def get(self, request, ws: str, name: str, path: str):
         volume, _ = access.volume(request, ws, name)
         if path.endswith("/"):
-            return _folder(request, volume, access.clean_path(path.rstrip("/")))
+            return _folder(request, volume, clean_path(path.rstrip("/")))
         Pagination().get_limit(request), Pagination().get_offset(request)  # a file has no pages, but no bad values
-        entry = files.entry_at(volume, access.clean_path(path))
+        entry = files.entry_at(volume, clean_path(path))
         if entry.type != "file":
             raise InvalidPath(
                 f"{entry.path!r} is a {'folder' if entry.type == 'dir' else 'symlink'}, not a file"
@@ -79,7 +80,7 @@ class FileView(ApiView):
         volume, _ = access.volume(request, ws, name, need="write")
         if path.endswith("/"):
             raise InvalidPath("a file path cannot end with '/'; to make a folder, POST to folders/")
-        path = access.clean_path(path)
+        path = clean_path(path)
         limit = conf.max_file_size()
         length = request.META.get("CONTENT_LENGTH") or ""
         if limit is not None and length.isdigit() and int(length) > limit:
@@ -95,7 +96,7 @@ class FileView(ApiView):
     )
     def delete(self, request, ws: str, name: str, path: str):
         volume, _ = access.volume(request, ws, name, need="write")
-        path = access.clean_path(path[:-1] if path.endswith("/") else path)
+        path = clean_path(path[:-1] if path.endswith("/") else path)
         generation = files.file_delete(volume, path, user=request.user)
         return Response(s.ChangeSerializer({"generation": generation, "path": path}).data)
 
@@ -118,7 +119,7 @@ class TarUploadView(ApiView):
     def post(self, request, ws: str, name: str):
         volume, _ = access.volume(request, ws, name, need="write")
         folder = request.query_params.get("folder", "").strip("/")
-        folder = access.clean_path(folder) if folder else ""
+        folder = clean_path(folder) if folder else ""
         generation, count = files.file_put_tar(volume, body_stream(request), folder, user=request.user)
         return Response({"generation": generation, "files": count}, status=201)
 
@@ -129,7 +130,7 @@ class FolderCreateView(ApiView):
     def post(self, request, ws: str, name: str):
         volume, _ = access.volume(request, ws, name, need="write")
         path = validated(s.FolderCreateSerializer, request.data)["path"]
-        path = access.clean_path(path[:-1] if path.endswith("/") else path)
+        path = clean_path(path[:-1] if path.endswith("/") else path)
         generation = files.folder_create(volume, path, user=request.user)
         return Response(s.ChangeSerializer({"generation": generation, "path": path}).data, status=201)
 
@@ -140,6 +141,6 @@ class MoveView(ApiView):
     def post(self, request, ws: str, name: str):
         volume, _ = access.volume(request, ws, name, need="write")
         data = validated(s.MoveSerializer, request.data)
-        src, dst = access.clean_path(data["src"]), access.clean_path(data["dst"])
+        src, dst = clean_path(data["src"]), clean_path(data["dst"])
         generation = files.file_move(volume, src, dst, user=request.user)
         return Response(s.ChangeSerializer({"generation": generation, "path": dst}).data)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from volumes.api.access import clean_path
+from volumes.storage.keys import clean_path
 from volumes.cli import backend_for, transfers
 from volumes.cli.transfers import Advance
 from volumes.exceptions import VolumesError
