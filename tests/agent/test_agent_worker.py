@@ -12,6 +12,8 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -284,3 +286,19 @@ def test_a_job_on_an_agent_sees_only_its_own_variables_and_the_agents_allow_list
                         "VOLUMES_USER", "VOLUMES_MOUNTS"}, sorted(env)
     assert env["HTTPS_PROXY"] == "http://proxy.example:3128" and env["VOLUMES_USER"] == "owner"
     assert env["VOLUMES_JOB_ID"] == str(job.pk) and env["VOLUMES_WORKSPACE"] == "acme"
+
+
+def test_an_agent_whose_own_sandbox_all_cannot_run_fails_the_job_before_its_script_starts(agent, workspace, cast):
+    """The server does not ask for the sandbox; the agent's operator does (VOLUMES_SANDBOX_ALL in its own
+    environment), and the agent has no nsjail: the job fails saying so, and never runs unsandboxed."""
+    marker = Path(f"/tmp/volumes-agent-sandbox-all-{uuid.uuid4().hex}")  # writable by a job user of its own too
+    script = f"# volume: training-data state\ndef main():\n    open({str(marker)!r}, 'w').write('ran')\n"
+    job = job_submit(workspace, cast["owner"], "python", script, enqueue=False)
+    agent(environ={"VOLUMES_SANDBOX_ALL": "true", "VOLUMES_NSJAIL": "/nonexistent/nsjail"})
+    job.refresh_from_db()
+    assert job.status == "failure", job.log
+    assert "must run in the sandbox" in job.error and "VOLUMES_SANDBOX_ALL is on" in job.error, job.error
+    assert "/nonexistent/nsjail" in job.error and "was not run" in job.error
+    assert not marker.exists() and job.script_started_at is None and "leasing volume" not in job.log
+    volume = Volume.objects.filter(name="training-data").first()
+    assert volume is None or (volume.generation == 0 and volume.lease_expires_at is None)
