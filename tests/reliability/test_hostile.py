@@ -1,5 +1,6 @@
 """Hostile input: annotations, volume names, mount paths, API and dashboard file paths, special files
-in a mount, forged agent requests, oversized and sparse files, many-range downloads.
+in a mount, forged agent requests, stale and borrowed agent rights, oversized and sparse files, many-range
+downloads.
 
 Every case must end in a clear error (a 4xx, or the product's own exception) or in the documented
 policy (links kept as links, hard links as files, FIFOs/sockets/devices skipped with a warning),
@@ -907,3 +908,86 @@ def test_password_guessing_is_throttled_per_account_and_per_address(fence, cast,
 
         AccessAttempt.objects.all().delete()
     no_failures("logins")
+
+
+@pytest.mark.django_db
+def test_stale_and_borrowed_rights_hand_out_no_job(fence, api, cast):
+    """Removed members' jobs never run; agent rights are this workspace's role, never a global group or a
+    role elsewhere; an agent gets no job whose volumes its own user may not use as the job does."""
+    from django.contrib.auth.models import Group
+
+    from tests.api.test_agent_endpoints import SCRIPT
+    from volumes.models import Job, Membership
+    from volumes.permissions import set_share
+    from volumes.runner.run import job_run
+    from volumes.services.workspaces import agent_role_grant, agent_role_revoke, membership_remove, workspace_ensure
+
+    def claim(name):
+        return send(lambda: api(name).post("/api/w/acme/agent/claim/", {"worker": name}, format="json"))
+
+    def status(job):
+        return Job.objects.get(pk=job.pk).status
+
+    plain = "def main():\n    return 1\n"
+    # A global group called "agents", and roles in another workspace, give nothing here.
+    job = job_submit(fence.workspace, cast["owner"], "python", plain, enqueue=False)
+    Group.objects.create(name="agents").user_set.add(cast["outsider"], cast["writer"])
+    other = workspace_ensure("other", admins=["outsider"], members=["writer"])
+    agent_role_grant(other, cast["outsider"])
+    agent_role_grant(other, cast["writer"])
+    for name, who, expected in [
+        ("a non-member in the global agents group, admin and agent in another workspace", "outsider", 404),
+        ("a member in the global agents group, agent in another workspace only", "writer", 403),
+    ]:
+        response = claim(who)
+        TALLY.case("stale rights", name, response.status_code == expected and status(job) == "queued",
+                   (response.status_code, status(job)))
+    agent_role_grant(fence.workspace, cast["writer"])
+    granted = claim("writer")
+    TALLY.case("stale rights", "the agent role here hands out the job", granted.status_code == 200
+               and granted.json()["id"] == job.pk, granted.status_code)
+    agent_role_revoke(fence.workspace, cast["writer"])
+    revoked = claim("writer")
+    TALLY.case("stale rights", "a revoked agent role claims nothing", revoked.status_code == 403, revoked.status_code)
+
+    # A removed member's queued job is cancelled: not handed out, not run in process.
+    removed = job_submit(fence.workspace, cast["member"], "python", plain, enqueue=False)
+    kept = job_submit(fence.workspace, cast["owner"], "python", plain, enqueue=False)
+    membership_remove(fence.workspace, cast["member"])
+    first, second = claim("admin"), claim("admin")
+    TALLY.case("stale rights", "a removed member's queued job is cancelled and never handed out",
+               status(removed) == "cancelled" and first.status_code == 200 and first.json()["id"] == kept.pk
+               and second.status_code == 204, (status(removed), first.status_code, second.status_code))
+    run = job_run(removed.pk)
+    removed.refresh_from_db()
+    TALLY.case("stale rights", "a removed member's cancelled job is not run in process",
+               run is None and removed.status == "cancelled" and removed.started_at is None,
+               (run, removed.status, removed.started_at))
+    # The membership row gone without the service (no cancelling): the claim and the runner still check.
+    in_process = job_submit(fence.workspace, cast["groupie"], "python", plain, enqueue=False)
+    for_agent = job_submit(fence.workspace, cast["groupie"], "python", plain, enqueue=False)
+    Membership.objects.filter(workspace=fence.workspace, user=cast["groupie"]).update(workspace=other)
+    run = job_run(in_process.pk)
+    TALLY.case("stale rights", "a job of a user no longer a member fails in process, unrun",
+               run.status == "failure" and "not a member" in run.error, (run.status, run.error))
+    refused = claim("admin")
+    for_agent.refresh_from_db()
+    TALLY.case("stale rights", "a job of a user no longer a member fails at the claim, not handed out",
+               refused.status_code == 204 and for_agent.status == "failure" and "not a member" in for_agent.error,
+               (refused.status_code, for_agent.status, for_agent.error))
+
+    # A job whose volume the agent's user may not read (or may only read, for a job that writes) stays queued.
+    set_share(fence, cast["reader"], "read")  # shared: the writer, without a share, may no longer see it
+    agent_role_grant(fence.workspace, cast["writer"])
+    agent_role_grant(fence.workspace, cast["reader"])
+    job = job_submit(fence.workspace, cast["owner"], "python", SCRIPT, enqueue=False)
+    for name, who in [("an agent whose user may not read the job's volume gets nothing", "writer"),
+                      ("an agent whose user may only read the volume a job writes gets nothing", "reader")]:
+        response = claim(who)
+        TALLY.case("stale rights", name, response.status_code == 204 and status(job) == "queued",
+                   (response.status_code, status(job)))
+    set_share(fence, cast["writer"], "write")
+    granted = claim("writer")
+    TALLY.case("stale rights", "once its user may write the volume, the agent gets the job",
+               granted.status_code == 200 and granted.json()["id"] == job.pk, granted.status_code)
+    no_failures("stale rights")
