@@ -89,3 +89,12 @@ def test_session_auth_works_for_the_dashboard(client, cast, volume):
     api = APIClient(enforce_csrf_checks=True)
     api.force_login(cast["owner"])
     assert api.post(URL, {"name": "csrf-less"}, format="json").status_code == 403
+
+
+@pytest.mark.parametrize("who", ["outsider", "owner"])
+def test_options_describes_no_view_to_anyone(client_for, volume, who):
+    """OPTIONS would answer 200 with the view's name and formats before any workspace check: nothing we use,
+    and an answer a non-member should not get for another workspace's URL."""
+    for url in (URL, URL + "training-data/", URL + "training-data/files/a.txt"):
+        response = client_for(who).options(url)
+        assert response.status_code == 405, (url, response.status_code, response.content[:200])
