@@ -9,6 +9,7 @@ wait until it answers, and stop it by its own pid at the end:
 
 `storage_backend` is parametrized over the four kinds and yields (kind, config) for a fresh,
 empty bucket/container/folder per test; `make_store(kind, config)` builds the store.
+`PrivateStorage` is a server of a test's own that it can stop and start again with its data.
 A missing server binary fails the test and says to run scripts/install_tools.sh.
 """
 from __future__ import annotations
@@ -309,3 +310,90 @@ def storage_backend(request, tmp_path) -> tuple[str, dict]:
     """(kind, config) of a fresh, empty bucket/container/folder, for each of the four kinds."""
     ensure_django_settings()
     return request.param, backend_config(request.param, request, tmp_path)
+
+
+# The GCS emulator rewrites its metadata file in place: a stop mid-write would lose every object.
+# Write it as a real server keeps its data, atomically (it serves one request at a time).
+_DURABLE_GCS_EMULATOR = """
+import os, sys
+from gcp_storage_emulator import storage
+
+def write_bytes(self, rel, content):
+    path = self._disk_path(rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_name(path.name + ".tmp").write_bytes(content)
+    os.replace(path.with_name(path.name + ".tmp"), path)
+
+storage._FileStore.write_bytes = write_bytes
+from gcp_storage_emulator.__main__ import main
+sys.argv[0] = "gcp-storage-emulator"
+sys.exit(main())
+"""
+
+
+class PrivateStorage:
+    """A storage server of our own that a test can stop (kill) and start again with its data:
+    moto replays its request recording, Azurite and the GCS emulator keep their data on disk.
+    For the filesystem the root folder goes away (as an unmounted disk would)."""
+
+    def __init__(self, kind: str, tmp_path: Path, logs: Path) -> None:
+        self.kind, self.dir, self.logs, self.server = kind, tmp_path / f"private-{kind}", logs, None
+        self.dir.mkdir()
+        self.port = free_port()
+        bucket = f"private-{kind}"
+        if kind == "filesystem":
+            self.config = {"root": str(self.dir / "root")}
+        elif kind == "s3":
+            self.config = {"bucket": bucket, "endpoint_url": f"http://127.0.0.1:{self.port}", "region": S3_REGION,
+                           **S3_KEYS}
+        elif kind == "azure":
+            from tests.servers import Azurite
+
+            self.config = {"container": bucket,
+                           "connection_string": Azurite(f"http://127.0.0.1:{self.port}/devstoreaccount1")
+                           .connection_string}
+        else:
+            self.config = {"bucket": bucket, "endpoint": f"http://127.0.0.1:{self.port}", "project": "test"}
+        self.start()
+        create_bucket(kind, self.config)
+
+    def _argv_env(self) -> tuple[list[str], dict]:
+        if self.kind == "s3":
+            return ([find_tool("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                    {"MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(self.dir / "recording.jsonl")})
+        if self.kind == "azure":
+            return ([find_tool("azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location",
+                     str(self.dir), "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"], {})
+        find_tool("gcp-storage-emulator")  # fails the test with the install hint if it is missing
+        return ([sys.executable, "-c", _DURABLE_GCS_EMULATOR, "start", "-H", "127.0.0.1", "--port", str(self.port),
+                 "-q"], {"STORAGE_BASE": str(self.dir)})
+
+    def start(self) -> None:
+        if self.kind == "filesystem":
+            root = Path(self.config["root"])
+            if root.is_file():
+                root.unlink()
+                (self.dir / "away").rename(root)
+            return
+        argv, env = self._argv_env()
+        self.server = start_server(f"private-{self.kind}", argv, self.port, self.logs, env=env, timeout=60)
+        if self.kind == "s3" and (self.dir / "recording.jsonl").exists():
+            import urllib.request
+
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://127.0.0.1:{self.port}/moto-api/recorder/replay-recording", method="POST"), timeout=60).close()
+
+    def stop(self) -> None:
+        if self.kind == "filesystem":
+            root = Path(self.config["root"])
+            root.rename(self.dir / "away")
+            root.write_text("not a folder: the disk is gone")
+            return
+        if self.kind == "s3":
+            self.server.proc.kill()  # moto's recording is written request by request
+        else:
+            self.server.stop()  # SIGTERM: Azurite saves its metadata only every few seconds and at exit
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()

@@ -20,7 +20,7 @@ from django.db import connection
 from tests.engine.helpers import ROOT, commit, worker_env
 from tests.reliability import generations
 from tests.reliability.report import figure, scale
-from tests.servers import KINDS, S3_KEYS, S3_REGION, backend_config, create_bucket, find_tool, free_port, start_server
+from tests.servers import KINDS, S3_KEYS, S3_REGION, PrivateStorage, backend_config, create_bucket, free_port
 from volumes.engine import leases, manifest_store, sync
 from volumes.engine.cache import WorkerCache
 from volumes.engine.leases import Lease
@@ -278,93 +278,6 @@ def test_a_truncated_download_fails_the_pull_and_leaves_no_damaged_file_in_the_c
     finally:
         remote.release(lease)
     assert generations.listing(cached.tree) == generations.expected(1)
-
-
-# The GCS emulator rewrites its metadata file in place: a stop mid-write would lose every object.
-# Write it as a real server keeps its data, atomically (it serves one request at a time).
-_DURABLE_GCS_EMULATOR = """
-import os, sys
-from gcp_storage_emulator import storage
-
-def write_bytes(self, rel, content):
-    path = self._disk_path(rel)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_name(path.name + ".tmp").write_bytes(content)
-    os.replace(path.with_name(path.name + ".tmp"), path)
-
-storage._FileStore.write_bytes = write_bytes
-from gcp_storage_emulator.__main__ import main
-sys.argv[0] = "gcp-storage-emulator"
-sys.exit(main())
-"""
-
-
-class PrivateStorage:
-    """A storage server of our own that a test can stop (kill) and start again with its data:
-    moto replays its request recording, Azurite and the GCS emulator keep their data on disk.
-    For the filesystem the root folder goes away (as an unmounted disk would)."""
-
-    def __init__(self, kind: str, tmp_path: Path, logs: Path) -> None:
-        self.kind, self.dir, self.logs, self.server = kind, tmp_path / f"private-{kind}", logs, None
-        self.dir.mkdir()
-        self.port = free_port()
-        bucket = f"private-{kind}"
-        if kind == "filesystem":
-            self.config = {"root": str(self.dir / "root")}
-        elif kind == "s3":
-            self.config = {"bucket": bucket, "endpoint_url": f"http://127.0.0.1:{self.port}", "region": S3_REGION,
-                           **S3_KEYS}
-        elif kind == "azure":
-            from tests.servers import Azurite
-
-            self.config = {"container": bucket,
-                           "connection_string": Azurite(f"http://127.0.0.1:{self.port}/devstoreaccount1")
-                           .connection_string}
-        else:
-            self.config = {"bucket": bucket, "endpoint": f"http://127.0.0.1:{self.port}", "project": "test"}
-        self.start()
-        create_bucket(kind, self.config)
-
-    def _argv_env(self) -> tuple[list[str], dict]:
-        if self.kind == "s3":
-            return ([find_tool("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                    {"MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(self.dir / "recording.jsonl")})
-        if self.kind == "azure":
-            return ([find_tool("azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location",
-                     str(self.dir), "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"], {})
-        find_tool("gcp-storage-emulator")  # fails the test with the install hint if it is missing
-        return ([sys.executable, "-c", _DURABLE_GCS_EMULATOR, "start", "-H", "127.0.0.1", "--port", str(self.port),
-                 "-q"], {"STORAGE_BASE": str(self.dir)})
-
-    def start(self) -> None:
-        if self.kind == "filesystem":
-            root = Path(self.config["root"])
-            if root.is_file():
-                root.unlink()
-                (self.dir / "away").rename(root)
-            return
-        argv, env = self._argv_env()
-        self.server = start_server(f"private-{self.kind}", argv, self.port, self.logs, env=env, timeout=60)
-        if self.kind == "s3" and (self.dir / "recording.jsonl").exists():
-            import urllib.request
-
-            urllib.request.urlopen(urllib.request.Request(
-                f"http://127.0.0.1:{self.port}/moto-api/recorder/replay-recording", method="POST"), timeout=60).close()
-
-    def stop(self) -> None:
-        if self.kind == "filesystem":
-            root = Path(self.config["root"])
-            root.rename(self.dir / "away")
-            root.write_text("not a folder: the disk is gone")
-            return
-        if self.kind == "s3":
-            self.server.proc.kill()  # moto's recording is written request by request
-        else:
-            self.server.stop()  # SIGTERM: Azurite saves its metadata only every few seconds and at exit
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.server.stop()
 
 
 class StopsStorageAfterUploads(DirectRemote):
