@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -331,15 +332,71 @@ sys.exit(main())
 """
 
 
+class Gate:
+    """A TCP port that forwards to a server's port while open; closed, it refuses connections and cuts the
+    open ones, as a server that is down does."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.listener, self.connections = port, None, set()
+        self.lock = threading.Lock()
+
+    def open(self, target: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener, target), daemon=True).start()
+
+    def _accept(self, listener: socket.socket, target: int) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.connections |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            connections, self.connections = self.connections, set()
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
 class PrivateStorage:
     """A storage server of our own that a test can stop (kill) and start again with its data:
     moto replays its request recording, Azurite and the GCS emulator keep their data on disk.
-    For the filesystem the root folder goes away (as an unmounted disk would)."""
+    For the filesystem the root folder goes away (as an unmounted disk would). Moto is reached through a
+    Gate that opens once the replay is done: a restarted moto never answers "no such key" meanwhile."""
 
     def __init__(self, kind: str, tmp_path: Path, logs: Path) -> None:
         self.kind, self.dir, self.logs, self.server = kind, tmp_path / f"private-{kind}", logs, None
         self.dir.mkdir()
         self.port = free_port()
+        self.gate = Gate(self.port)
         bucket = f"private-{kind}"
         if kind == "filesystem":
             self.config = {"root": str(self.dir / "root")}
@@ -359,7 +416,8 @@ class PrivateStorage:
 
     def _argv_env(self) -> tuple[list[str], dict]:
         if self.kind == "s3":
-            return ([find_tool("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            self.moto_port = free_port()
+            return ([find_tool("moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
                     {"MOTO_ENABLE_RECORDING": "True", "MOTO_RECORDER_FILEPATH": str(self.dir / "recording.jsonl")})
         if self.kind == "azure":
             return ([find_tool("azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location",
@@ -376,12 +434,17 @@ class PrivateStorage:
                 (self.dir / "away").rename(root)
             return
         argv, env = self._argv_env()
-        self.server = start_server(f"private-{self.kind}", argv, self.port, self.logs, env=env, timeout=60)
-        if self.kind == "s3" and (self.dir / "recording.jsonl").exists():
+        if self.kind != "s3":
+            self.server = start_server(f"private-{self.kind}", argv, self.port, self.logs, env=env, timeout=60)
+            return
+        self.server = start_server("private-s3", argv, self.moto_port, self.logs, env=env, timeout=60)
+        if (self.dir / "recording.jsonl").exists():
             import urllib.request
 
             urllib.request.urlopen(urllib.request.Request(
-                f"http://127.0.0.1:{self.port}/moto-api/recorder/replay-recording", method="POST"), timeout=60).close()
+                f"http://127.0.0.1:{self.moto_port}/moto-api/recorder/replay-recording", method="POST"),
+                timeout=60).close()
+        self.gate.open(self.moto_port)
 
     def stop(self) -> None:
         if self.kind == "filesystem":
@@ -390,10 +453,13 @@ class PrivateStorage:
             root.write_text("not a folder: the disk is gone")
             return
         if self.kind == "s3":
+            self.gate.close()
             self.server.proc.kill()  # moto's recording is written request by request
         else:
             self.server.stop()  # SIGTERM: Azurite saves its metadata only every few seconds and at exit
 
     def close(self) -> None:
+        if self.kind == "s3":
+            self.gate.close()
         if self.server is not None:
             self.server.stop()

@@ -114,6 +114,7 @@ class StorageUnavailable(VolumesError):
     TRANSIENT = frozenset({"unreachable", "timeout", "server_error"})
     reason = "other"  # also for instances rebuilt from an API answer (volumes.agent.client.error_from_response)
     detail = ""
+    storage = ""
 
     def __init__(self, storage: str, detail: str, reason: str = "other") -> None:
         assert reason in self.REASONS, reason
@@ -123,7 +124,7 @@ class StorageUnavailable(VolumesError):
         super().__init__(
             f"storage {storage!r} is unavailable: {detail}. "
             "Check that it is running and its credentials in Settings > Storage, then retry.",
-            storage=storage, reason=reason,
+            storage=storage, reason=reason, cause=detail,
         )
 
     @property
@@ -197,4 +198,6 @@ def public_error(exc: VolumesError, sees_storage) -> tuple[str, dict]:
     if isinstance(exc, BlobMissing):
         return ("stored data of this volume is missing from its storage; ask a workspace admin to check "
                 "and repair the volume", {})
-    return "the volume's storage is unavailable right now; retry later, or tell a workspace admin", {}
+    # The reason names no server detail, and tells an agent of a member with the agent role a blip from a refusal.
+    return ("the volume's storage is unavailable right now; retry later, or tell a workspace admin",
+            {"reason": exc.reason})

@@ -119,3 +119,19 @@ def test_the_fault_spec_takes_a_count_of_transient_failures():
     for bad in ("put_file:1:error:3", "put_file:1:transient:0", "put_file:1:transient:x"):
         with pytest.raises(ValueError, match="OPERATION:N:transient"):
             faults.parse(bad)
+
+
+def test_a_server_that_stays_unavailable_is_named_as_the_server_not_as_a_storage():
+    from volumes.engine.retry import retrying
+    from volumes.exceptions import ServerUnavailable
+
+    def down() -> None:
+        raise ServerUnavailable("the server answered 502 to GET http://server/api/", "server_error")
+
+    lines: list[str] = []
+    with pytest.raises(ServerUnavailable) as info:
+        retrying(down, "a download of blob abc", budget=0.3, notify=lines.append)
+    assert str(info.value) == "the server answered 502 to GET http://server/api/; still failing after retrying for 0.3 s"
+    assert info.value.reason == "server_error"
+    assert lines == ["the server is unavailable (the server answered 502 to GET http://server/api/) during a download "
+                     "of blob abc; retrying for up to 0.3 s"]

@@ -58,9 +58,11 @@ def error_from_response(response: requests.Response) -> VolumesError:
     for key, value in details.items():
         if not hasattr(error, key):
             setattr(error, key, value)
-    if isinstance(error, exceptions.StorageUnavailable) and details.get("reason") in error.REASONS:
-        error.reason = details["reason"]  # so the agent can tell a blip from a refusal
-        error.detail = message
+    if isinstance(error, exceptions.StorageUnavailable):
+        if details.get("reason") in error.REASONS:
+            error.reason = details["reason"]  # so the agent can tell a blip from a refusal
+        error.storage = str(details.get("storage") or "")  # absent for callers who may not see storage details
+        error.detail = str(details.get("cause") or message)
     error.status = response.status_code
     return error
 
@@ -84,14 +86,14 @@ def connection_error(server: str, exc: Exception) -> exceptions.ServerUnavailabl
                    "CA file")
         else:
             why = "the TLS handshake was refused"
-        return exceptions.ServerUnavailable(f"TLS handshake with {server} failed: {why} ({_reason(text)})")
+        return exceptions.ServerUnavailable(f"TLS handshake with {server} failed: {why} ({connection_reason(text)})")
     if isinstance(exc, requests.exceptions.Timeout):
-        return exceptions.ServerUnavailable(f"{server} did not answer in time ({_reason(text)})", "timeout")
-    return exceptions.ServerUnavailable(f"cannot reach the server at {server}: {_reason(text)}; check the URL and "
-                                        "that the server runs")
+        return exceptions.ServerUnavailable(f"{server} did not answer in time ({connection_reason(text)})", "timeout")
+    return exceptions.ServerUnavailable(f"cannot reach the server at {server}: {connection_reason(text)}; check the URL "
+                                        "and that the server runs")
 
 
-def _reason(text: str) -> str:
+def connection_reason(text: str) -> str:
     for reason in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
                    "No route to host", "Network is unreachable", "timed out", "Connection reset", "Connection aborted",
                    "WRONG_VERSION_NUMBER", "CERTIFICATE_VERIFY_FAILED", "certificate verify failed"):

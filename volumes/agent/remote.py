@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from datetime import datetime
 from typing import Any, Callable
@@ -15,8 +16,9 @@ from ..engine.leases import Holder, Lease
 from ..engine.manifest import Manifest
 from ..engine.pins import Pin
 from ..engine.remote import Remote
+from ..engine.retry import retrying
 from ..exceptions import LeaseHeld, LeaseTimeout, VolumesError
-from .client import CHUNK, ApiClient, url_segment
+from .client import CHUNK, ApiClient, connection_reason, url_segment
 from .direct import DirectTransfers
 
 LEASE_POLL = 25.0  # the server waits at most this long per acquire request
@@ -31,6 +33,7 @@ class HttpRemote(Remote):
         self.job_id = job_id
         self.headers = {"X-Job-Key": job_key}
         self.direct = DirectTransfers()
+        self._notified = threading.Event()
 
     def _mount(self, name: str, rest: str) -> str:
         return f"agent/jobs/{self.job_id}/volumes/{url_segment(name)}/{rest}"
@@ -127,21 +130,39 @@ class HttpRemote(Remote):
         return missing
 
     def _transfer(self, action: Callable[[], None], what: str) -> None:
-        for attempt in range(3):
+        """action() retried on transient errors (unreachable, timeout, 5xx of the server or its storage) for
+        VOLUMES_STORAGE_RETRY_FOR seconds, the server's value; anything else fails at once."""
+        server = self.client.server
+
+        def attempt() -> None:
             try:
-                return action()
-            except (exceptions.StorageUnavailable, requests.RequestException) as exc:
-                if attempt == 2:
-                    if isinstance(exc, VolumesError):
-                        raise
-                    raise exceptions.ServerUnavailable(f"{what} failed: {exc}") from exc
-                time.sleep(0.5 * (attempt + 1))
+                action()
+            except requests.Timeout as exc:
+                raise exceptions.ServerUnavailable(
+                    f"the server at {server} did not answer in time during {what} ({connection_reason(str(exc))})",
+                    "timeout") from exc
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                # Mid-body: a read timeout surfaces as ConnectionError, a dropped connection as ChunkedEncodingError.
+                raise exceptions.ServerUnavailable(
+                    f"the connection to the server at {server} broke during {what} ({connection_reason(str(exc))}); "
+                    "check that the server runs and the network to it", "unreachable") from exc
+            except requests.RequestException as exc:
+                raise exceptions.ServerUnavailable(
+                    f"{what} through the server at {server} failed: {connection_reason(str(exc))}", "other") from exc
+
+        retrying(attempt, what, notify=self._notify_once)
+
+    def _notify_once(self, line: str) -> None:
+        """One line in the job's log per job, not one per blob or thread."""
+        if self.notify is not None and not self._notified.is_set():
+            self._notified.set()
+            self.notify(line)
 
     def download_blob(self, lease: Lease, digest: str, local_path: str) -> None:
-        if self.direct.download(lease, digest, local_path):
-            return
-
         def fetch() -> None:
+            # Direct from storage first on every attempt (the blip may be over); the proxy when that fails.
+            if self.direct.download(lease, digest, local_path):
+                return
             response = self.client.request(
                 "GET", self._mount(lease.volume_name, f"blobs/{digest}"), params=self._read_under(lease),
                 headers=self.headers, stream=True,
@@ -150,13 +171,13 @@ class HttpRemote(Remote):
                 for chunk in response.iter_content(CHUNK):
                     out.write(chunk)
 
-        self._transfer(fetch, f"downloading blob {digest}")
+        self._transfer(fetch, f"a download of blob {digest}")
 
     def upload_blob(self, lease: Lease, digest: str, local_path: str) -> None:
-        if self.direct.upload(lease, digest, local_path):
-            return
-
         def send() -> None:
+            # A failed direct upload gives up its URL: later attempts go through the server, which retries too.
+            if self.direct.upload(lease, digest, local_path):
+                return
             with open(local_path, "rb") as body:
                 # requests sends an empty file chunked, which servers that cannot read chunks refuse (411).
                 self.client.request(
@@ -164,7 +185,7 @@ class HttpRemote(Remote):
                     data=body if os.fstat(body.fileno()).st_size else b"", headers={**self.headers, "Content-Type": "application/octet-stream"},
                 )
 
-        self._transfer(send, f"uploading blob {digest}")
+        self._transfer(send, f"an upload of blob {digest}")
 
     def commit(self, lease, parent, manifest, counts: ChangeCounts, job_id=None, message="") -> tuple[int, str]:
         manifest.generation = parent + 1

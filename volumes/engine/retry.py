@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from .. import conf
-from ..exceptions import StorageUnavailable
+from ..exceptions import ServerUnavailable, StorageUnavailable
 from ..storage.base import ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -47,14 +47,12 @@ def retrying(operation: Callable[[], T], what: str, budget: float | None = None,
             if deadline is None:
                 # From the start of the first failed attempt: an SDK's own retries inside it count too.
                 deadline = started + budget
-                message = (f"storage {exc.storage!r} is unavailable ({exc.detail}) during {what}; "
-                           f"retrying for up to {budget:g} s")
+                message = f"{_unavailable(exc)} during {what}; retrying for up to {budget:g} s"
                 logger.warning(message)
                 if notify is not None:
                     notify(message)
             if now >= deadline:
-                raise StorageUnavailable(exc.storage, f"{exc.detail}; still failing after retrying for {budget:g} s",
-                                         exc.reason) from exc
+                raise _gave_up(exc, budget) from exc
             attempt += 1
             pause = min(delay * random.uniform(0.8, 1.2), max(0.0, deadline - now))
             sleep(pause)
@@ -63,6 +61,24 @@ def retrying(operation: Callable[[], T], what: str, budget: float | None = None,
         if attempt:
             logger.warning("%s succeeded after %d retries", what, attempt)
         return result
+
+
+def _unavailable(exc: StorageUnavailable) -> str:
+    if isinstance(exc, ServerUnavailable):
+        return f"the server is unavailable ({exc.detail})"
+    if not exc.storage:  # rebuilt by an agent from an answer without storage details (volumes.exceptions.public_error)
+        return "the volume's storage is unavailable"
+    return f"storage {exc.storage!r} is unavailable ({exc.detail})"
+
+
+def _gave_up(exc: StorageUnavailable, budget: float) -> StorageUnavailable:
+    """The last error, saying that retrying did not help; the same kind, so callers still tell server from storage."""
+    detail = f"{exc.detail}; still failing after retrying for {budget:g} s"
+    if isinstance(exc, ServerUnavailable):
+        return ServerUnavailable(detail, exc.reason)
+    if not exc.storage:
+        return exc
+    return StorageUnavailable(exc.storage, detail, exc.reason)
 
 
 class RetryingStore(ObjectStore):

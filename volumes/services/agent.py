@@ -170,6 +170,7 @@ def agent_settings() -> dict:
         "MAX_FILE_SIZE": conf.max_file_size(),
         "JOB_TIMEOUT": conf.get("JOB_TIMEOUT"),
         "SANDBOX_NETWORK": conf.get("SANDBOX_NETWORK"),
+        "STORAGE_RETRY_FOR": conf.get("STORAGE_RETRY_FOR"),
     }
 
 
