@@ -9,8 +9,9 @@ from django.db.models import Count
 from django.db.models.functions import Now
 
 from . import conf, permissions
+from .engine import leases
 from .exceptions import NotFound
-from .models import ApiToken, Job, JobLogChunk, JobVolume, Membership, ObjectStorage, Volume, VolumeCommit, VolumePin, Workspace
+from .models import ApiToken, Job, JobLogChunk, Membership, ObjectStorage, Volume, VolumeCommit, VolumePin, Workspace
 
 SORTS = {"name": "name", "-name": "-name", "size": "size_bytes", "-size": "-size_bytes",
          "used": "last_used_at", "-used": "-last_used_at", "files": "file_count", "-files": "-file_count"}
@@ -45,23 +46,17 @@ def volume_list_for_user(user, workspace: Workspace, search: str = "", sort: str
         Volume.objects.filter(pk__in=[v.pk for v in volumes], lease_expires_at__gt=Now()).values_list("pk", flat=True)
     )
     ids = [v.pk for v in volumes]
-    waiting = dict(_waiting_jobs(volume_id__in=ids).values("mounts__volume_id").annotate(n=Count("pk", distinct=True))
-                   .values_list("mounts__volume_id", "n"))
+    waiting = dict(leases.waiting_for_lease(volume_id__in=ids).values("mounts__volume_id")
+                   .annotate(n=Count("pk", distinct=True)).values_list("mounts__volume_id", "n"))
     readers = dict(VolumePin.objects.filter(volume_id__in=ids, expires_at__gt=Now()).values("volume_id")
                    .annotate(n=Count("pk")).values_list("volume_id", "n"))
     return [VolumeRow(v, rights[v.pk], v.pk in leased, waiting.get(v.pk, 0), readers.get(v.pk, 0))
             for v in volumes if rights[v.pk].can_see]
 
 
-def _waiting_jobs(**mount):
-    """Jobs waiting for the lease of the volumes `mount` selects: a read-write mount not leased yet."""
-    return Job.objects.filter(status=Job.Status.WAITING, mounts__mode=JobVolume.Mode.READ_WRITE,
-                              mounts__lease_token__isnull=True, **{f"mounts__{k}": v for k, v in mount.items()})
-
-
 def jobs_waiting_for(volume: Volume) -> list[int]:
     """The ids of the jobs waiting for the volume's lease, oldest first."""
-    return list(_waiting_jobs(volume=volume).order_by("pk").values_list("pk", flat=True).distinct())
+    return list(leases.waiting_for_lease(volume=volume).order_by("pk").values_list("pk", flat=True).distinct())
 
 
 @dataclass
@@ -124,9 +119,7 @@ def volume_is_leased(volume: Volume) -> bool:
 
 def volume_lease_holder(volume_id: int):
     """Who holds the volume's lease now (engine.leases.Holder), or None."""
-    from .engine.leases import current_holder
-
-    return current_holder(volume_id)
+    return leases.current_holder(volume_id)
 
 
 def volume_readers(volume: Volume) -> list:

@@ -13,12 +13,14 @@ import textwrap
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from volumes.models import Job, Volume, VolumeCommit
+from volumes.models import Job, Volume, VolumeCommit, VolumePin
 from volumes.permissions import set_share
 from volumes.runner.run import job_run
 from volumes.services.jobs import job_submit
@@ -213,6 +215,9 @@ def test_an_agent_waits_for_a_volume_an_in_process_worker_holds(agent, workspace
         assert time.monotonic() < deadline, "the in-process job never took the lease"
         time.sleep(0.05)
     queued = submit(workspace, cast["owner"])
+    now = timezone.now()
+    VolumePin.objects.create(volume=Volume.objects.get(name="training-data"), generation=1, holder="reader-1",
+                             pinned_at=now, expires_at=now + timedelta(seconds=120))
     proc = agent.start()
     out, err = proc.communicate(timeout=60)
     worker.join()
@@ -220,6 +225,7 @@ def test_an_agent_waits_for_a_volume_an_in_process_worker_holds(agent, workspace
     slow.refresh_from_db(), queued.refresh_from_db()
     assert (slow.result, queued.result) == (1, 2), queued.log
     assert f"held by job {slow.pk} on {slow.worker}" in queued.log
+    assert "; 1 reader pinned to a generation" in queued.log  # the server's answer carries the queue too
     assert queued.script_started_at >= slow.script_finished_at  # never both at once
 
 

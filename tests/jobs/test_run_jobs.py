@@ -278,3 +278,26 @@ def test_a_failed_job_keeps_its_failure_when_cleaning_up_fails_too(run, cast, mo
     assert "warning: cleaning the worker's cache failed" in job.log
     assert "warning: could not release the lease on volume broken" in job.log
     assert Volume.objects.get(name="broken").generation == 0
+
+
+def test_a_waiting_job_logs_the_holder_the_queue_and_the_readers(run, cast, volume, workspace, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from volumes.engine import leases
+    from volumes.models import JobVolume, VolumePin
+
+    settings.VOLUMES = {**settings.VOLUMES, "LEASE_WAIT_MAX": 0.3}
+    lease = leases.try_acquire(volume.pk, "worker-x job 99")
+    queued = Job.objects.create(workspace=workspace, user=cast["owner"], language="python", content="x",
+                                status=Job.Status.WAITING)
+    JobVolume.objects.create(job=queued, volume=volume, volume_name=volume.name, mount_path="data", mode="rw")
+    now = timezone.now()
+    VolumePin.objects.create(volume=volume, generation=0, holder="reader-1", pinned_at=now,
+                             expires_at=now + timedelta(seconds=60))
+    job = run(COUNTER.format(name=volume.name), cast["owner"])
+    leases.release(lease)
+    assert job.status == "failure" and "still held by worker-x job 99" in job.error
+    assert "waiting for volume training-data: held by worker-x job 99" in job.log
+    assert "; 1 other job waiting for the lease; 1 reader pinned to a generation" in job.log

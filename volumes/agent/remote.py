@@ -219,4 +219,5 @@ def _holder(exc: VolumesError) -> Holder | None:
             since = datetime.fromisoformat(str(details["since"]))
         except ValueError:
             since = None
-    return Holder(str(details["holder"]), int(details.get("holder_job") or 0) or None, since, None)
+    return Holder(str(details["holder"]), int(details.get("holder_job") or 0) or None, since, None,
+                  waiting=int(details.get("waiting") or 0), readers=int(details.get("readers") or 0))

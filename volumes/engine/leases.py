@@ -17,7 +17,7 @@ from django.db.models.functions import Now
 
 from .. import conf
 from ..exceptions import LeaseLost, LeaseTimeout, NotFound
-from ..models import Volume
+from ..models import Job, JobVolume, Volume
 from . import history
 
 
@@ -44,6 +44,8 @@ class Holder:
     job_id: int | None
     since: datetime | None
     expires_at: datetime | None
+    waiting: int = 0  # other jobs queued for the lease, and readers pinned to a generation (see with_queue)
+    readers: int = 0
 
     @property
     def label(self) -> str:
@@ -56,6 +58,30 @@ class Holder:
     def describe(self) -> str:
         since = f" since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
         return f"{self.label}{since}"
+
+    def queue_text(self) -> str:
+        """'; 2 other jobs waiting for the lease; 1 reader pinned to a generation' ('' when neither)."""
+        parts = [f"{self.waiting} other {'job' if self.waiting == 1 else 'jobs'} waiting for the lease"] * bool(
+            self.waiting) + [f"{self.readers} {'reader' if self.readers == 1 else 'readers'} pinned to a generation"
+                             ] * bool(self.readers)
+        return "".join(f"; {part}" for part in parts)
+
+
+def waiting_for_lease(**mount):
+    """Jobs waiting for the lease of the volumes `mount` selects (JobVolume fields): a read-write mount not
+    leased yet, of a job in the waiting state."""
+    return Job.objects.filter(status=Job.Status.WAITING, mounts__mode=JobVolume.Mode.READ_WRITE,
+                              mounts__lease_token__isnull=True, **{f"mounts__{k}": v for k, v in mount.items()})
+
+
+def with_queue(holder: Holder | None, volume_id: int, job_id: int | None = None) -> Holder | None:
+    """`holder` with the volume's queue counted (other than `job_id`): for a waiting job's log line."""
+    if holder is None:
+        return None
+    from .pins import live
+
+    waiting = waiting_for_lease(volume_id=volume_id).exclude(pk=job_id).values("pk").distinct().count()
+    return replace(holder, waiting=waiting, readers=live(volume_id).count())
 
 
 def _expiry(ttl: float) -> ExpressionWrapper:
@@ -142,7 +168,7 @@ def acquire(
                 holder=who,
             )
         if on_wait and (last_report is None or now - last_report >= 30):
-            on_wait(held_by)
+            on_wait(with_queue(held_by, volume_id, job_id))
             last_report = now
         time.sleep(min(delay, max(deadline - now, 0)))
         delay = min(delay * 2, 0.5)

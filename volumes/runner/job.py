@@ -281,7 +281,7 @@ def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporte
                 log(f"leasing volume {plan.name}")
 
                 def on_wait(who: Holder | None, name=plan.name) -> None:
-                    log(f"waiting for volume {name}: held by {who.describe() if who else 'another job'}")
+                    log(f"waiting for volume {name}: held by {who.describe() + who.queue_text() if who else 'another job'}")
 
                 lease = remote.acquire(spec.workspace_id, plan.name, holder, job_id=spec.id, on_wait=on_wait)
                 held.append(_Held(plan, lease))

@@ -231,8 +231,9 @@ def agent_acquire(job: Job, name: str, holder: str, wait: float | None) -> Lease
 
 
 def current_holder(job: Job, name: str) -> Holder | None:
+    """Who holds the job's volume, with the queue counted (for the waiting job's log)."""
     volume, _ = _mount(job, name)
-    return leases.current_holder(volume.pk)
+    return leases.with_queue(leases.current_holder(volume.pk), volume.pk, job.pk)
 
 
 def agent_lease(job: Job, name: str, token: int, write: bool = False) -> tuple[Volume, Lease]:

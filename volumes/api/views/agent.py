@@ -104,6 +104,7 @@ class AcquireView(AgentView):
                 holder=who.holder if who else "", holder_job=(who.job_id or 0) if who else 0,
                 since=who.since.isoformat() if who and who.since else "",
                 description=who.describe() if who else "",
+                waiting=who.waiting if who else 0, readers=who.readers if who else 0,
             ) from None
         return Response(s.LeaseSerializer(lease.__dict__).data)
 
