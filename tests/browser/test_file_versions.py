@@ -37,3 +37,28 @@ def test_a_file_version_is_compared_and_restored(browse, workspace, cast):
     volume = Volume.objects.get(pk=volume.pk)
     assert b"".join(files.open_file(volume, files.entry_at(volume, "app/settings.ini"))) == b"debug=false\nport=80\n"
     me.check_clean()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_deleted_file_is_restored_from_the_generation_that_deleted_it(browse, workspace, cast, width):
+    cast["owner"].set_password("pw-owner-123")
+    cast["owner"].save()
+    volume = volume_create(workspace, "configs", owner=cast["owner"])
+    files.file_put(volume, "app/settings.ini", io.BytesIO(b"port=80\n"), user=cast["owner"])
+    files.file_put(Volume.objects.get(pk=volume.pk), "app/keep.txt", io.BytesIO(b"keep"), user=cast["owner"])
+    files.file_delete(Volume.objects.get(pk=volume.pk), "app/settings.ini", user=cast["writer"])
+    me = browse()
+    page = me.page
+    page.set_viewport_size({"width": width, "height": 900})
+    me.login("owner", "pw-owner-123")
+    page.goto(f"/w/{workspace.pk}/volumes/configs/history/3/")
+    button = page.get_by_role("button", name="Restore app/settings.ini as it was in generation 2")
+    expect(button).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling of the page
+    me.shot(f"diff-restore-deleted-{width}")
+    button.click()
+    expect(page.locator("#toasts")).to_contain_text("Restored app/settings.ini as it was in generation 2")
+    volume = Volume.objects.get(pk=volume.pk)
+    assert volume.generation == 4
+    assert b"".join(files.open_file(volume, files.entry_at(volume, "app/settings.ini"))) == b"port=80\n"
+    me.check_clean()

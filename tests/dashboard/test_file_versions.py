@@ -85,3 +85,26 @@ def test_a_read_only_user_cannot_restore_a_version(as_user, workspace, story, ca
     assert refused.status_code == 403
     page = as_user("reader").get(url(workspace, story["volume"], "files/versions/?path=notes.txt")).content.decode()
     assert "Restore generation" not in page
+
+
+def test_a_deleted_file_is_restored_alone_from_the_generation_that_deleted_it(as_user, workspace, story, cast):
+    volume = story["volume"]
+    files.file_delete(volume, "notes.txt", user=cast["owner"])  # gen 5; other.txt stays
+    files.file_put(Volume.objects.get(pk=volume.pk), "later.txt", io.BytesIO(b"later"), user=cast["owner"])  # gen 6
+    page = as_user("writer").get(url(workspace, volume, "history/5/")).content.decode()
+    row = page[page.index('class="diff-del"'):]
+    row = row[:row.index("</tr>")]
+    assert "notes.txt" in row and 'name="gen" value="4"' in row and "Restore" in row
+    from volumes import permissions
+
+    permissions.set_share(volume, cast["reader"], "read")
+    permissions.set_share(volume, cast["writer"], "write")
+    read_only = as_user("reader").get(url(workspace, volume, "history/5/")).content.decode()
+    assert "notes.txt" in read_only and "files/versions/restore/" not in read_only
+    response = as_user("writer").post(url(workspace, volume, "files/versions/restore/"),
+                                      {"path": "notes.txt", "gen": "4"})
+    assert response.status_code == 302
+    volume = Volume.objects.get(pk=volume.pk)
+    assert volume.generation == 7
+    assert sorted(e.path for e in files.list_folder(volume)) == ["later.txt", "notes.txt", "other.txt"]
+    assert b"".join(files.open_file(volume, files.entry_at(volume, "notes.txt"))) == b"\x00binary"
