@@ -4,6 +4,7 @@ Rules (README, Policies > Permissions): workspace admins always have full access
 shares to users or groups give `read` (read-only) or `write` (read-write), and a read plus a
 write share give write; a volume with no shares is open (read-write) to every member.
 Delete: owner, writers, admins. Share: owner and admins. Non-members see nothing (404).
+Each refusal is worded once here, so the API, the dashboard, the CLI, services, jobs and agents say the same.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Iterable
 
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
+from django.db.models import Q
 from guardian.core import ObjectPermissionChecker
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
@@ -55,6 +57,26 @@ def role(user, workspace: Workspace | str) -> str | None:
         return None
     ws_id = workspace.pk if isinstance(workspace, Workspace) else workspace
     return Membership.objects.filter(workspace_id=ws_id, user=user).values_list("role", flat=True).first()
+
+
+def require_member(user, workspace: Workspace | str) -> str:
+    """The user's role; PermissionDenied for a non-member acting as themselves (a job whose user was removed)."""
+    user_role = role(user, workspace)
+    if user_role is None:
+        raise PermissionDenied(_not_a_member(user, workspace))
+    return user_role
+
+
+def not_a_member(who, workspace: Workspace | str) -> NotFound:
+    """The refusal for acting on someone outside the workspace. `who` is a user, or only an id where their
+    name is not the caller's to learn."""
+    return NotFound(_not_a_member(who, workspace))
+
+
+def _not_a_member(who, workspace: Workspace | str) -> str:
+    name = who.get_username() if hasattr(who, "get_username") else who
+    ws_id = workspace.pk if isinstance(workspace, Workspace) else workspace
+    return f"user {name!r} is not a member of workspace {ws_id!r}"
 
 
 def workspace_for(user, workspace_id: str) -> tuple[Workspace, str]:
@@ -130,13 +152,18 @@ def volume_for(user, workspace_id: str, name: str, need: str = "see") -> tuple[V
     volume = Volume.objects.named(workspace, name).select_related("owner").first()
     if volume is None:
         raise NotFound(f"volume {name!r} not found in workspace {workspace_id!r}")
-    rights = access(user, volume)
-    if not rights.can_see:
-        raise PermissionDenied(
-            f"you have no share on volume {name!r}; ask its owner or a workspace admin to share it with you"
-        )
+    rights = require_share(user, volume)
     require(rights, volume, need)
     return volume, rights
+
+
+def require_share(user, volume: Volume) -> Access:
+    """The user's access to a volume of their workspace; PermissionDenied if they may not even see it."""
+    rights = access(user, volume)
+    if not rights.can_see:
+        raise PermissionDenied(f"user {user.get_username()!r} has no share on volume {volume.name!r}; ask its "
+                               "owner or a workspace admin to share it")
+    return rights
 
 
 def require(rights: Access, volume: Volume, need: str) -> None:
@@ -171,6 +198,57 @@ def job_for(user, workspace: Workspace, job_id: int) -> Job:
     if job is None:
         raise NotFound(f"job {job_id} not found in workspace {workspace.pk!r}")
     return job
+
+
+# Agents ---------------------------------------------------------------------------------------
+
+def can_run_agents(user, workspace: Workspace) -> bool:
+    """Workspace admins, and members with the workspace's agent role, may claim and run jobs."""
+    if user is None or not user.is_authenticated:
+        return False
+    row = Membership.objects.filter(workspace=workspace, user=user).values("role", "runs_agents").first()
+    return row is not None and (row["role"] == Membership.Role.ADMIN or row["runs_agents"])
+
+
+def require_agent(user, workspace: Workspace) -> None:
+    if not can_run_agents(user, workspace):
+        raise PermissionDenied(
+            f"only admins of workspace {workspace.id!r} and members with its agent role can run agent workers; "
+            f"use a token of such a user, or ask an admin: manage.py agent_role {workspace.id} USERNAME"
+        )
+
+
+_RANK = {None: 0, READ: 1, WRITE: 2}
+
+
+def agent_covers(agent_user, job_user, volume: Volume) -> bool:
+    """Whether an agent's user may use the volume at least as the job's user may (an agent uses only what both
+    may)."""
+    return _RANK[access(agent_user, volume).level] >= _RANK[access(job_user, volume).level]
+
+
+def require_agent_mount(agent_user, volume: Volume, read_only: bool) -> None:
+    """PermissionDenied unless the agent's user may mount the volume as the prepared job does."""
+    if _RANK[access(agent_user, volume).level] < _RANK[READ if read_only else WRITE]:
+        raise PermissionDenied(
+            f"the agent's user {agent_user} may not {'read' if read_only else 'write'} volume {volume.name!r}, "
+            f"which the job needs; an agent uses only what both the job's user and its own user may"
+        )
+
+
+# Trash ----------------------------------------------------------------------------------------
+
+def trash_scope(user, workspace: Workspace | str) -> Q:
+    """The trashed volumes a user may restore or purge: admins all; others their own and those they deleted."""
+    if role(user, workspace) == Membership.Role.ADMIN:
+        return Q()
+    return Q(owner=user) | Q(trashed_by=user)
+
+
+def require_trash_rights(user, volume: Volume) -> None:
+    if not Volume.all_objects.filter(trash_scope(user, volume.workspace_id), pk=volume.pk).exists():
+        raise PermissionDenied(f"only the owner of volume {volume.name!r}, who deleted it, and admins can "
+                               "restore it or delete it for good")
 
 
 # Accounts -------------------------------------------------------------------------------------

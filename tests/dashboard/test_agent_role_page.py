@@ -2,7 +2,7 @@
 import pytest
 
 from volumes.models import Membership
-from volumes.services.agent import can_run_agents
+from volumes.permissions import can_run_agents
 
 pytestmark = pytest.mark.django_db
 

@@ -96,7 +96,7 @@ def test_a_read_only_share_reads_but_nothing_is_synced_back(run, cast, volume):
 def test_no_permission_fails_before_anything_is_leased_or_pulled(run, cast, volume):
     set_share(volume, cast["reader"], "read")
     job = run(COUNTER.format(name=volume.name), cast["member"])
-    assert job.status == "failure" and "no access to volume 'training-data'" in job.error
+    assert job.status == "failure" and "no share on volume 'training-data'" in job.error
     assert "line 1" in job.error
     volume.refresh_from_db()
     assert volume.lease_token == 0

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from .. import permissions
 from ..exceptions import NotFound, VolumesError
 from ..models import ApiToken, Membership, Workspace
 from .workspaces import user_ensure
@@ -57,7 +58,7 @@ def member_set_role(workspace: Workspace, user, role: str) -> Membership:
         raise VolumesError(f"unknown role {role!r}; pick admin or member")
     membership = Membership.objects.select_for_update().filter(workspace=workspace, user=user).first()
     if membership is None:
-        raise NotFound(f"{user} is not a member of {workspace.name}")
+        raise permissions.not_a_member(user, workspace)
     if membership.role == Membership.Role.ADMIN and role != Membership.Role.ADMIN and _admin_count(workspace) <= 1:
         raise VolumesError(f"{user} is the last admin of {workspace.name}; make someone else admin first")
     membership.role = role
@@ -70,7 +71,7 @@ def member_remove(workspace: Workspace, user) -> None:
     """Remove a member (their queued jobs are cancelled by the membership's delete signal)."""
     membership = Membership.objects.select_for_update().filter(workspace=workspace, user=user).first()
     if membership is None:
-        raise NotFound(f"{user} is not a member of {workspace.name}")
+        raise permissions.not_a_member(user, workspace)
     if membership.role == Membership.Role.ADMIN and _admin_count(workspace) <= 1:
         raise VolumesError(f"{user} is the last admin of {workspace.name}; make someone else admin first")
     membership.delete()

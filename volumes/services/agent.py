@@ -6,7 +6,7 @@ their modes, decided by `jobs.job_prepare` as the job's user) and the lease's fe
 token, then use the same engine code as in-process workers (`DirectRemote`, `leases`).
 
 Who may act as an agent: workspace admins, and members given the agent role of that workspace
-(`Membership.runs_agents`, `manage.py agent_role`); see `can_run_agents`. An agent reads and
+(`Membership.runs_agents`, `manage.py agent_role`); see `permissions.can_run_agents`. An agent reads and
 writes only what both the job's user and the agent's own user may: a job whose volumes the
 agent's user may not use as the job does is left queued for another worker (`agent_may_run`).
 Every request about a job needs the job running and the key of its current claim; finishing
@@ -36,7 +36,7 @@ from ..exceptions import (
     BlobMissing, Conflict, IntegrityError, InvalidPath, JobFinished, LeaseLost, NotFound, PermissionDenied,
     VolumesError,
 )
-from ..models import Job, JobVolume, Membership, Volume, VolumePin, Workspace
+from ..models import Job, JobVolume, Volume, VolumePin, Workspace
 from ..storage.factory import store_for_volume
 from ..storage.keys import blob_key
 from . import direct, jobs
@@ -46,26 +46,7 @@ CHUNK = 1024 * 1024
 MAX_WAIT_PER_REQUEST = 25.0
 
 
-# Who may run agents -----------------------------------------------------------------------------
-
-def can_run_agents(user, workspace: Workspace) -> bool:
-    """Workspace admins, and members with the workspace's agent role, may claim and run jobs."""
-    if user is None or not user.is_authenticated:
-        return False
-    row = Membership.objects.filter(workspace=workspace, user=user).values("role", "runs_agents").first()
-    return row is not None and (row["role"] == Membership.Role.ADMIN or row["runs_agents"])
-
-
-def require_agent(user, workspace: Workspace) -> None:
-    if not can_run_agents(user, workspace):
-        raise PermissionDenied(
-            f"only admins of workspace {workspace.id!r} and members with its agent role can run agent workers; "
-            f"use a token of such a user, or ask an admin: manage.py agent_role {workspace.id} USERNAME"
-        )
-
-
-_LEVEL = {None: 0, permissions.READ: 1, permissions.WRITE: 2}
-
+# Which jobs an agent may run ------------------------------------------------------------------------
 
 def agent_may_run(job: Job, user) -> bool:
     """Whether the agent's user may use every existing volume of the job at least as the job's user may.
@@ -79,26 +60,8 @@ def agent_may_run(job: Job, user) -> bool:
                                        job.args or {})
     except VolumesError:
         return True
-    for mount in resolved:
-        volume = Volume.objects.named(job.workspace_id, mount.name).first()
-        if volume is None:
-            continue
-        if _LEVEL[permissions.access(user, volume).level] < _LEVEL[permissions.access(job.user, volume).level]:
-            return False
-    return True
-
-
-def _agent_shortfall(plans: list, job: Job, user) -> str:
-    """Why the agent's user may not run the prepared job ('' when it may)."""
-    for plan in plans:
-        volume = Volume.objects.named(job.workspace_id, plan.name).get()
-        need = permissions.READ if plan.read_only else permissions.WRITE
-        if _LEVEL[permissions.access(user, volume).level] < _LEVEL[need]:
-            return (
-                f"the agent's user {user} may not {'read' if plan.read_only else 'write'} volume {plan.name!r}, "
-                f"which the job needs; an agent uses only what both the job's user and its own user may"
-            )
-    return ""
+    volumes = (Volume.objects.named(job.workspace_id, mount.name).first() for mount in resolved)
+    return all(permissions.agent_covers(user, job.user, volume) for volume in volumes if volume is not None)
 
 
 # Claiming -----------------------------------------------------------------------------------------
@@ -125,7 +88,7 @@ def agent_claim_next(workspace: Workspace, user, worker: str) -> Claimed | None:
 
     Jobs whose annotations or permissions fail are finished as failures here, as an in-process
     worker would, and the next queued job is tried. None when nothing is queued."""
-    require_agent(user, workspace)
+    permissions.require_agent(user, workspace)
     worker = f"agent {worker}"[:200]
     skipped: list[int] = []  # jobs this agent's user may not run: left queued for other workers
     for _ in range(50):
@@ -148,9 +111,9 @@ def agent_claim_next(workspace: Workspace, user, worker: str) -> Claimed | None:
         reporter.log(f"job {job.pk} started on {worker} (agent user {user}) as {job.user}")
         try:
             plans, sandbox = jobs.job_prepare(job)
-            shortfall = _agent_shortfall(plans, job, user)  # shares may have changed since the check
-            if shortfall:
-                raise PermissionDenied(shortfall)
+            for plan in plans:  # shares may have changed since agent_may_run
+                permissions.require_agent_mount(user, Volume.objects.named(job.workspace_id, plan.name).get(),
+                                                plan.read_only)
         except VolumesError as exc:
             reporter.log(f"error: {exc}")
             reporter.finish(Job.Status.FAILURE, error=str(exc))
@@ -178,7 +141,7 @@ def agent_job(workspace: Workspace, user, job_id: int, key: str, allow_finished:
     """The running job an agent acts on, checked against the key it got when it claimed the job.
 
     JobFinished once the job finished (only releasing a lease is answered then, with False)."""
-    require_agent(user, workspace)
+    permissions.require_agent(user, workspace)
     job = Job.objects.filter(pk=job_id, workspace=workspace).select_related("user", "workspace").first()
     if job is None:  # first, so a job of another workspace is 404 as everywhere else
         raise NotFound(f"job {job_id} not found")

@@ -78,8 +78,7 @@ def job_prepare(job: Job) -> tuple[list[MountPlan], bool]:
 
     Returns (mount plans, sandbox). Raises a VolumesError before anything is leased."""
     workspace = job.workspace
-    if permissions.role(job.user, workspace) is None:  # removed after submitting: the job never runs
-        raise PermissionDenied(f"user {job.user} is not a member of workspace {workspace.id!r}")
+    permissions.require_member(job.user, workspace)  # removed after submitting: the job never runs
     parsed = annotations.parse(job.content, job.language)
     resolved = annotations.resolve(parsed, job.workspace_id, job.args or {})
     sandbox = parsed.sandbox or bool(conf.get("SANDBOX_ALL"))  # the server's setting binds agents too
@@ -101,12 +100,10 @@ def job_prepare(job: Job) -> tuple[list[MountPlan], bool]:
                 volume = Volume.objects.named(workspace, mount.name).get()
             except VolumesError as exc:
                 raise type(exc)(f"line {mount.line}: cannot create volume {mount.name!r}: {exc}") from exc
-        rights = permissions.access(job.user, volume)
-        if not rights.can_see:
-            raise PermissionDenied(
-                f"line {mount.line}: user {job.user} has no access to volume {volume.name!r}; "
-                "ask its owner or a workspace admin to share it"
-            )
+        try:
+            rights = permissions.require_share(job.user, volume)
+        except PermissionDenied as exc:
+            raise PermissionDenied(f"line {mount.line}: {exc}") from exc
         # Read-only by the user's access or by the script's `(read-only)`: the job pins, never leases.
         read_only = mount.read_only or not rights.can_write
         plans.append(MountPlan(volume.name, mount.mount_path, read_only, mount.line))

@@ -18,5 +18,5 @@ def share_set(volume: Volume, target, level: str | None) -> None:
         if not permissions.groups_in_workspace(volume.workspace).filter(pk=target.pk).exists():
             raise NotFound(f"group {target.name!r} has no member of workspace {workspace!r}")
     elif permissions.role(target, workspace) is None:
-        raise NotFound(f"{target.get_username()!r} is not a member of workspace {workspace!r}")
+        raise permissions.not_a_member(target, workspace)
     permissions.set_share(volume, target, level)

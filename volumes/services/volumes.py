@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone as dt_timezone
 
-from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -13,9 +12,9 @@ from django.db import transaction
 
 from .. import conf
 from ..annotations import validate_volume_name
-from ..exceptions import (Conflict, InvalidName, InvalidSize, LimitExceeded, NotFound, PermissionDenied,
+from ..exceptions import (Conflict, InvalidName, InvalidSize, LimitExceeded, NotFound,
                           StorageNotConfigured, VolumeInTrash)
-from ..models import Membership, Volume, VolumeCommit, Workspace
+from ..models import Volume, VolumeCommit, Workspace
 
 # A trashed volume whose purge has begun: no longer restorable (its objects may be half gone).
 PURGING = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
@@ -120,11 +119,10 @@ def _lease_or_refuse(volume: Volume, user, what: str):
 def trash_list(user, workspace: Workspace) -> list[Volume]:
     """The volumes in the workspace's trash the user may restore or purge (admins: all; others: their own
     and those they deleted), newest first, with `purge_at` set on each."""
-    from ..permissions import role
+    from ..permissions import trash_scope
 
-    qs = Volume.all_objects.filter(workspace=workspace, trashed_at__isnull=False).exclude(trashed_at=PURGING)
-    if role(user, workspace) != Membership.Role.ADMIN:
-        qs = qs.filter(Q(owner=user) | Q(trashed_by=user))
+    qs = (Volume.all_objects.filter(trash_scope(user, workspace), workspace=workspace, trashed_at__isnull=False)
+          .exclude(trashed_at=PURGING))
     rows = list(qs.select_related("owner", "trashed_by").order_by("-trashed_at", "name"))
     for volume in rows:
         volume.purge_at = volume.trashed_at + timedelta(days=trash_days())
@@ -133,16 +131,14 @@ def trash_list(user, workspace: Workspace) -> list[Volume]:
 
 def trashed_volume_for(user, workspace_id: str, name: str) -> Volume:
     """A volume in the trash the user may restore or purge; NotFound or PermissionDenied otherwise."""
-    from ..permissions import role, workspace_for
+    from ..permissions import require_trash_rights, workspace_for
 
-    workspace, user_role = workspace_for(user, workspace_id)
+    workspace, _ = workspace_for(user, workspace_id)
     volume = (Volume.all_objects.named(workspace, name).filter(trashed_at__isnull=False)
               .exclude(trashed_at=PURGING).first())
     if volume is None:
         raise NotFound(f"no volume {name!r} in the trash of workspace {workspace_id!r}")
-    if user_role != Membership.Role.ADMIN and user.pk not in (volume.owner_id, volume.trashed_by_id):
-        raise PermissionDenied(f"only the owner of volume {volume.name!r}, who deleted it, and admins can "
-                               "restore it or delete it for good")
+    require_trash_rights(user, volume)
     return volume
 
 

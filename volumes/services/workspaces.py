@@ -83,10 +83,10 @@ def _refuse_moving_volumes(storage: ObjectStorage, kind: str, config: dict, how:
 
 def agent_role_grant(workspace: Workspace, user) -> None:
     """Let a member run agent workers for this workspace (and only this one)."""
-    from ..exceptions import NotFound
+    from ..permissions import not_a_member
 
     if not Membership.objects.filter(workspace=workspace, user=user).update(runs_agents=True):
-        raise NotFound(f"user {user} is not a member of workspace {workspace.id!r}; add them first")
+        raise not_a_member(user, workspace)
 
 
 def agent_role_revoke(workspace: Workspace, user) -> None:

@@ -7,7 +7,6 @@ from rest_framework import serializers as drf
 from rest_framework.response import Response
 
 from ... import permissions, selectors
-from ...services.agent import can_run_agents
 from .common import ERRORS, ApiView
 
 
@@ -36,6 +35,6 @@ class WorkspaceListView(ApiView):
     def get(self, request):
         return Response([
             {"id": ws.pk, "name": ws.name, "role": permissions.role(request.user, ws),
-             "can_run_agents": can_run_agents(request.user, ws)}
+             "can_run_agents": permissions.can_run_agents(request.user, ws)}
             for ws in selectors.workspaces_for_user(request.user)
         ])

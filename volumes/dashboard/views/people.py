@@ -9,7 +9,7 @@ from django.urls import reverse_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from ... import permissions, selectors
-from ...exceptions import NotFound, VolumesError
+from ...exceptions import VolumesError
 from ...models import Membership
 from ...services import accounts
 from .common import _admin_workspace, _page, dashboard_view
@@ -47,7 +47,7 @@ def members(request: HttpRequest, ws_id: str) -> HttpResponse:
 def _member(workspace, user_id: int):
     user = selectors.workspace_members(workspace).filter(pk=user_id).first()
     if user is None:
-        raise NotFound(f"user {user_id} is not a member of this workspace")
+        raise permissions.not_a_member(user_id, workspace)  # by id: a non-member's name is not the admin's to learn
     return user
 
 
