@@ -71,19 +71,40 @@ def pages(workspace, cast):
         "run": f"/w/{ws}/jobs/run/", "storage": f"/w/{ws}/settings/storage/",
         "members": f"/w/{ws}/settings/members/", "tokens": "/account/tokens/",
         "workers": f"/w/{ws}/settings/workers/", "trash": f"/w/{ws}/assets/trash/",
+        "job-log": f"/w/{ws}/jobs/{job.pk}/log/", "not-found": f"/w/{ws}/volumes/no-such-volume/",
+        "api-docs": "/api/docs/",
     }
 
 
-@pytest.mark.parametrize("width", [390, 1280])
-def test_every_page_fits_the_screen_and_its_title_reads(browse, pages, width):
-    me = browse()
-    page = me.page
-    me.login("admin", "pw-admin-123")
-    page.set_viewport_size({"width": width, "height": 844 if width == 390 else 860})
-    problems = []
+@pytest.fixture
+def public_pages(cast):
+    """Pages seen before logging in: the login form and an invite's set-password link."""
+    from volumes.services.accounts import password_link_path
+
+    return {"login": "/login/", "set-password": password_link_path(cast["member"])}
+
+
+def visit(me, pages: dict, public_pages: dict, admin_password: str = "pw-admin-123"):
+    """(name, page) for every page: logged in as the admin, then logged out for the public ones."""
+    me.login("admin", admin_password)
     for name, path in pages.items():
-        page.goto(path)
-        page.wait_for_load_state("networkidle")
+        me.page.goto(path)
+        me.page.wait_for_load_state("networkidle")
+        yield name, me.page
+    me.page.goto("/")
+    me.logout()
+    for name, path in public_pages.items():
+        me.page.goto(path)
+        me.page.wait_for_load_state("networkidle")
+        yield name, me.page
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_every_page_fits_the_screen_and_its_title_reads(browse, pages, public_pages, width):
+    me = browse()
+    me.page.set_viewport_size({"width": width, "height": 844 if width == 390 else 860})
+    problems = []
+    for name, page in visit(me, pages, public_pages):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"layout-{width}-{name}.png"), full_page=True)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
