@@ -41,6 +41,7 @@ PEAK_RSS_OF = """
 import os, sys
 pid = os.fork()
 if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the job's own output is not the figure
     os.execv(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
 if status:
