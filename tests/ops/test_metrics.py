@@ -93,3 +93,39 @@ def test_after_real_jobs_on_a_celery_worker_the_metrics_show_them(client, token,
     assert value(figures, "volumes_cache_misses_total") == 1 and value(figures, "volumes_cache_hits_total") == 1
     assert value(figures, "volumes_leases_held") == 0
     assert value(figures, "volumes_jobs_in_state", status="queued") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_job_a_lease_wait_timeout_a_held_lease_and_an_eviction_are_counted(client, token, workspace, volume,
+                                                                                     cast, settings, tmp_path):
+    from volumes.engine import leases
+    from volumes.runner.run import job_run
+
+    def figures() -> dict:
+        return samples(client.get("/metrics", **token).content.decode())
+
+    def run(content: str) -> Job:
+        return job_run(job_submit(workspace, cast["owner"], "python", content, enqueue=False).pk)
+
+    before = figures()
+    settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": tmp_path / "cache", "LEASE_WAIT_MAX": 0.2,
+                        "CACHE_MAX_BYTES": 1}  # every volume but the one in use is evicted
+    lease = leases.try_acquire(volume.pk, "worker-x job 1")
+    assert value(figures(), "volumes_leases_held") == 1
+    waited = run(JOB)  # the volume stays held: the job gives up after 0.2 s
+    leases.release(lease)
+    assert waited.status == "failure" and "still held by worker-x job 1" in waited.error
+    first = run(JOB.replace("training-data", "first"))
+    second = run(JOB.replace("training-data", "second"))  # makes room: the first volume's cache goes
+    assert (first.status, second.status) == ("success", "success")
+    after = figures()
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("volumes_jobs_total", outcome="failure") == 1
+    assert grew("volumes_job_duration_seconds_count", outcome="failure") == 1
+    assert grew("volumes_lease_wait_seconds_count", outcome="timeout") == 1
+    assert grew("volumes_jobs_total", outcome="success") == 2
+    assert grew("volumes_cache_evictions_total") >= 1
+    assert value(after, "volumes_leases_held") == 0
