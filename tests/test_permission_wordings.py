@@ -75,3 +75,14 @@ def test_the_trash_refusal_is_worded_once(workspace, volume, cast):
     said = refusal(lambda: trashed_volume_for(cast["writer"], "acme", "training-data"))
     assert said == ("only the owner of volume 'training-data', who deleted it, and admins can restore it or delete "
                     "it for good")
+
+
+def test_a_missing_volume_is_worded_once(workspace, cast):
+    from volumes.engine.remote import DirectRemote
+
+    said = {
+        "dashboard and API": refusal(lambda: volume_for(cast["owner"], "acme", "no-such")),
+        "a worker's lease": refusal(lambda: DirectRemote().acquire("acme", "no-such", "w1 job 1", wait=0)),
+        "a worker's pin": refusal(lambda: DirectRemote().pin("acme", "no-such", "w1 job 1")),
+    }
+    assert set(said.values()) == {"volume 'no-such' not found in workspace 'acme'"}, said

@@ -42,6 +42,11 @@ class NotFound(VolumesError):
     code = "not_found"
     status = 404
 
+    @classmethod
+    def volume(cls, name: str, workspace_id: str) -> "NotFound":
+        """The one wording for a volume that is not there (or not visible), from every surface."""
+        return cls(f"volume {name!r} not found in workspace {workspace_id!r}")
+
 
 class PermissionDenied(VolumesError):
     code = "permission_denied"

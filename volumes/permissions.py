@@ -148,10 +148,10 @@ def volume_for(user, workspace_id: str, name: str, need: str = "see") -> tuple[V
     assert need in NEEDS, need
     workspace, _ = workspace_for(user, workspace_id)
     if "\x00" in name:  # no name holds a NUL, and PostgreSQL refuses one even in a lookup
-        raise NotFound(f"volume {name!r} not found in workspace {workspace_id!r}")
+        raise NotFound.volume(name, workspace_id)
     volume = Volume.objects.named(workspace, name).select_related("owner").first()
     if volume is None:
-        raise NotFound(f"volume {name!r} not found in workspace {workspace_id!r}")
+        raise NotFound.volume(name, workspace_id)
     rights = require_share(user, volume)
     require(rights, volume, need)
     return volume, rights

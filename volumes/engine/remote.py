@@ -163,7 +163,7 @@ class DirectRemote(Remote):
             .first()
         )
         if volume_id is None:
-            raise NotFound(f"volume {volume_name!r} does not exist in workspace {workspace_id!r}")
+            raise NotFound.volume(volume_name, workspace_id)
         return volume_id
 
     def acquire(self, workspace_id, volume_name, holder, job_id=None, wait=None, on_wait=None) -> Lease:

@@ -169,9 +169,8 @@ def require_running(job: Job) -> None:
 # Leases ------------------------------------------------------------------------------------------
 
 def _mount(job: Job, name: str) -> tuple[Volume, JobVolume]:
-    if "\x00" in name:  # no name holds a NUL, and PostgreSQL refuses one even in a lookup
-        raise NotFound(f"job {job.pk} does not mount a volume named {name!r}")
-    volume = Volume.objects.named(job.workspace_id, name).select_related("storage").first()
+    # No name holds a NUL, and PostgreSQL refuses one even in a lookup.
+    volume = None if "\x00" in name else Volume.objects.named(job.workspace_id, name).select_related("storage").first()
     mount = JobVolume.objects.filter(job=job, volume=volume).first() if volume else None
     if volume is None or mount is None:
         raise NotFound(f"job {job.pk} does not mount a volume named {name!r}")
