@@ -80,3 +80,31 @@ def test_focus_is_visible_and_dialogs_trap_and_restore_it(browse, pages):  # noq
     expect(dialog).to_have_count(0)
     expect(opener).to_be_focused()
     me.check_clean()
+
+
+FOCUS_STATE = """() => { const el = document.activeElement, s = getComputedStyle(el), box = el.getBoundingClientRect();
+    return {html: el.outerHTML.slice(0, 90), body: el === document.body,
+            visible: box.width > 0 && box.height > 0 && s.visibility !== "hidden",
+            ring: (s.outlineStyle !== "none" && s.outlineWidth !== "0px") || s.boxShadow !== "none"}; }"""
+
+
+def test_every_page_can_be_walked_with_tab_and_always_shows_where_the_focus_is(browse, pages,  # noqa: F811
+                                                                                public_pages):  # noqa: F811
+    me = browse()
+    problems = []
+    for name, page in visit(me, {k: v for k, v in pages.items() if k not in ("job-log", "api-docs")}, public_pages):
+        seen = set()
+        for _ in range(60):  # every control of the page, or the first 60
+            page.keyboard.press("Tab")
+            state = page.evaluate(FOCUS_STATE)
+            if state["body"] or state["html"] in seen:
+                break  # round the page and back
+            seen.add(state["html"])
+            if not state["visible"]:
+                problems.append(f"{name}: the focus went to something not on screen: {state['html']}")
+            elif not state["ring"]:
+                problems.append(f"{name}: no visible focus on {state['html']}")
+        if len(seen) < 2:
+            problems.append(f"{name}: Tab reaches {len(seen)} control(s)")
+    assert not problems, "\n".join(problems[:20])
+    me.check_clean()
