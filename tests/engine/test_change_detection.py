@@ -51,6 +51,15 @@ def same_stat(before: os.stat_result, after: os.stat_result) -> bool:
         after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns)
 
 
+def assert_rewrite_committed(volume, seen: list, result: tuple, reader_cache) -> None:
+    """The same-stat rewrite happened, was committed as the next generation, and a fresh reader gets it."""
+    first, pushed, content = result
+    assert seen[-1], "the rewrite changed the stat: the race was not reproduced"
+    assert pushed.committed_generation == first.committed_generation + 1
+    _, lease, fresh, _, _ = checkout(volume, reader_cache)
+    assert (fresh.tree / "a.txt").read_text() == content
+
+
 def test_a_file_rewritten_in_the_same_second_as_the_push_that_recorded_it_is_pushed(volume, coarse_fs):
     cache = coarse_fs / "cache"
     seen = []
@@ -67,11 +76,7 @@ def test_a_file_rewritten_in_the_same_second_as_the_push_that_recorded_it_is_pus
         finally:
             remote.release(lease)
 
-    first, pushed, content = within_one_second(attempt)
-    assert seen[-1], "the rewrite changed the stat: the race was not reproduced"
-    assert pushed.committed_generation == first.committed_generation + 1
-    _, lease, fresh, _, _ = checkout(volume, coarse_fs / "fresh")
-    assert (fresh.tree / "a.txt").read_text() == content
+    assert_rewrite_committed(volume, seen, within_one_second(attempt), coarse_fs / "fresh")
 
 
 def test_a_file_rewritten_in_the_same_second_as_the_pull_that_wrote_it_is_pushed(volume, coarse_fs, tmp_path):
@@ -91,11 +96,7 @@ def test_a_file_rewritten_in_the_same_second_as_the_pull_that_wrote_it_is_pushed
         finally:
             remote.release(lease)
 
-    first, pushed, content = within_one_second(attempt)
-    assert seen[-1], "the rewrite changed the stat: the race was not reproduced"
-    assert pushed.committed_generation == first.committed_generation + 1
-    _, lease, fresh, _, _ = checkout(volume, tmp_path / "reader")
-    assert (fresh.tree / "a.txt").read_text() == content
+    assert_rewrite_committed(volume, seen, within_one_second(attempt), tmp_path / "reader")
 
 
 def test_a_file_rewritten_in_the_same_second_after_a_pull_that_trusted_the_cache_is_pushed(volume, coarse_fs):
@@ -124,11 +125,7 @@ def test_a_file_rewritten_in_the_same_second_after_a_pull_that_trusted_the_cache
         finally:
             remote.release(lease)
 
-    first, pushed, content = within_one_second(attempt)
-    assert seen[-1], "the rewrite changed the stat: the race was not reproduced"
-    assert pushed.committed_generation == first.committed_generation + 1
-    _, lease, fresh, _, _ = checkout(volume, coarse_fs / "fresh")
-    assert (fresh.tree / "a.txt").read_text() == content
+    assert_rewrite_committed(volume, seen, within_one_second(attempt), coarse_fs / "fresh")
 
 
 def test_a_file_rewritten_right_after_a_push_is_pushed_on_a_fine_grained_filesystem(volume, tmp_path):

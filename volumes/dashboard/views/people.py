@@ -12,6 +12,7 @@ from ... import permissions, selectors
 from ...exceptions import VolumesError
 from ...models import Membership
 from ...services import accounts
+from ...services.workspaces import agent_role_grant, agent_role_revoke
 from .common import _admin_workspace, _page, dashboard_view
 
 
@@ -65,8 +66,6 @@ def member_role(request: HttpRequest, ws_id: str, user_id: int) -> HttpResponse:
 @dashboard_view
 def member_agent(request: HttpRequest, ws_id: str, user_id: int) -> HttpResponse:
     """Give or take a member's agent role (may run agent workers for this workspace only)."""
-    from ...services.workspaces import agent_role_grant, agent_role_revoke
-
     workspace, role = _admin_workspace(request, ws_id)
     user = _member(workspace, user_id)
     if request.POST.get("agent") == "on":
