@@ -77,4 +77,5 @@ def test_a_file_over_the_limit_is_refused_before_uploading_in_sizes_a_person_rea
     me.page.set_input_files("input[data-upload-input]", files=[
         {"name": "big.bin", "mimeType": "application/octet-stream", "buffer": b"x" * (3 * 1024 * 1024)}])
     expect(me.page.locator("#toasts")).to_contain_text("big.bin is 3.0 MB, over the limit of 2.0 MB per file")
+    me.shot("upload-over-the-limit")
     assert Volume.objects.get(name="notes").generation == 0
