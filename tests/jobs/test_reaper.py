@@ -130,7 +130,9 @@ def test_a_lost_job_fails_within_one_ttl_while_long_jobs_keep_the_job_worker_bus
     procs = [
         _celery(tmp_path, "jobs", ["worker", "-Q", "celery,maintenance", "-n", "jobs@%h", *common], **env),
         _celery(tmp_path, "maintenance", ["worker", "-Q", "maintenance", "-n", "maintenance@%h", *common], **env),
-        _celery(tmp_path, "beat", ["beat"], VOLUMES_DATA_DIR=tmp_path / "beat-data", **env),
+        # Beat shares the workers' data folder (with the embedded broker's, the README's default): only its
+        # schedule file goes elsewhere.
+        _celery(tmp_path, "beat", ["beat", "--schedule", str(tmp_path / "celerybeat-schedule")], **env),
     ]
     try:
         sleeper = "import time\n\ndef main():\n    time.sleep(300)\n"
