@@ -322,32 +322,6 @@ def test_storage_stopped_mid_push_fails_clearly_and_the_previous_generation_is_i
         storage.close()
 
 
-class InProcessS3:
-    """moto served from this process: stopped, it refuses connections; started again on the same
-    port, it serves the same buckets (its state lives in this process, no replay needed)."""
-
-    def __init__(self) -> None:
-        self.port, self.server = free_port(), None
-        self.config = {"bucket": "private-s3", "endpoint_url": f"http://127.0.0.1:{self.port}", "region": S3_REGION,
-                       **S3_KEYS}
-        self.start()
-        create_bucket("s3", self.config)
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-        self.server = None
-
-    def close(self) -> None:
-        if self.server is not None:
-            self.stop()
-
-
 class RestartsStorageAfterUploads(StopsStorageAfterUploads):
     """Stops the storage after the n-th upload and starts it again `down_for` seconds later."""
 
@@ -367,7 +341,7 @@ class RestartsStorageAfterUploads(StopsStorageAfterUploads):
 def test_storage_stopped_and_restarted_mid_push_is_ridden_out(kind, tmp_path, server_logs, settings):
     """A storage server down for a few seconds during a push: the push retries and commits."""
     settings.VOLUMES = {**settings.VOLUMES, "STORAGE_RETRY_FOR": 60.0}
-    storage = InProcessS3() if kind == "s3" else PrivateStorage(kind, tmp_path, server_logs)
+    storage = PrivateStorage(kind, tmp_path, server_logs)
     try:
         volume = make_volume(kind, storage.config)
         push_next(volume, tmp_path / "seed")
