@@ -33,13 +33,11 @@ def test_versions_list_each_change_with_its_writer(story, cast):
 
 
 def test_versions_of_old_manifests_without_generation_numbers_are_found_by_stepping_back(story, monkeypatch):
-    from dataclasses import replace
-
     real = files.manifest_of
 
     def without_gen(volume, generation=None):
         m = real(volume, generation)
-        m.entries = {p: replace(e, gen=0) for p, e in m.entries.items()}
+        m.entries = {p: e._replace(gen=0) for p, e in m.entries.items()}
         return m
 
     monkeypatch.setattr(files, "manifest_of", without_gen)

@@ -79,3 +79,19 @@ def test_parts_of_the_base_generation_are_not_even_looked_up(store, monkeypatch)
     manifest_store.write(store, f"{PREFIX}manifests/2.json", changed, known)
     assert 0 < len(looked_up) <= 3  # the changed leaf and the index parts above it
     assert manifest_store.read(store, f"{PREFIX}manifests/2.json") == changed
+
+
+@pytest.mark.parametrize("text", ["plain.txt", 'quote".txt', "back\\slash", "tab\there", "nl\nx", "del\x7fx",
+                                  "caf\u00e9/\u4e2d\u6587", "line\u2028sep", "zero\u200bwidth", "\ud800lone"])
+def test_an_entry_is_encoded_byte_for_byte_as_json_dumps_wrote_it(text):
+    # Parts are shared between generations by digest, so the fast encoding must equal the one older
+    # generations were written with, whatever the text holds.
+    for entry in (Entry(text, FILE, 5, "ab" * 32, 0o644, -1, gen=3), Entry("l", "link", target=text, mtime_ns=2**62),
+                  Entry("x", FILE, True, "", 0o7777, 0, gen=False)):
+        try:
+            expected = json.dumps(entry._asdict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:
+            with pytest.raises(UnicodeEncodeError):
+                manifest_store.encode_entry(entry)
+            continue
+        assert manifest_store.encode_entry(entry) == expected

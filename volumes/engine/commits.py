@@ -8,7 +8,7 @@ here once; writers may check the same rules earlier (`check_room`) to refuse bef
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
@@ -24,7 +24,7 @@ from ..storage.keys import manifest_key
 from . import history, leases, manifest_store, retention
 from .faults import crash_point
 from .leases import Lease
-from .manifest import Manifest, diff
+from .manifest import FILE, Manifest, diff
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,10 @@ class ChangeCounts:
     @classmethod
     def between(cls, base: Manifest, new: Manifest) -> "ChangeCounts":
         added, changed, deleted = diff(base, new)
-        known = base.hashes()
-        new_blobs = {e.hash: e.size for e in new.files if e.hash not in known}
+        # Only an added or changed file can bring a blob the base lacks: an unchanged one has its base's hash.
+        touched = [e for e in (*added, *changed) if e.type == FILE]
+        known = base.hashes() if touched else set()
+        new_blobs = {e.hash: e.size for e in touched if e.hash not in known}
         return cls(
             files_added=len(added),
             files_changed=len(changed),
@@ -77,7 +79,7 @@ def stamp(base: Manifest, manifest: Manifest, generation: int) -> None:
             continue
         gen = old.gen if old is not None and old.same_content(entry) else generation
         if entry.gen != gen:
-            entries[path] = replace(entry, gen=gen)
+            entries[path] = entry._replace(gen=gen)
 
 
 StoreOf = Callable[[Lease], tuple[ObjectStore, str]]
@@ -91,7 +93,7 @@ def commit_changes(changes: list[Change], store_of: StoreOf, user_id: int | None
     for change in changes:
         check_current(change.lease, change.parent)
         stamp(change.base, change.manifest, change.parent + 1)
-        change.manifest.validate()  # never commit what a reader would refuse, whoever built it
+        change.manifest.validate(change.base)  # never commit what a reader would refuse, whoever built it
     requests = []
     for change in changes:
         lease, parent, manifest = change.lease, change.parent, change.manifest

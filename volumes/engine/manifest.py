@@ -7,10 +7,9 @@ manifest can never make a pull write outside its cache root.
 from __future__ import annotations
 
 import json
-import operator
 import re
-from dataclasses import dataclass, field, fields, replace
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Iterable, NamedTuple
 
 from ..exceptions import IntegrityError, InvalidPath
 from ..storage.keys import safe_relpath
@@ -78,8 +77,10 @@ def entry_problem(entry: "Entry") -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    """One file, link or folder. A tuple: 100,000 of them load from the worker's local copy in a fraction
+    of the time and memory frozen dataclasses took (`Entry._make(row)`, no per-field setattr)."""
+
     path: str
     type: str
     size: int = 0
@@ -100,8 +101,7 @@ class Entry:
         )
 
 
-ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
-_entry_row = operator.attrgetter(*ENTRY_FIELDS)
+ENTRY_FIELDS = Entry._fields
 
 
 @dataclass
@@ -115,32 +115,27 @@ class Manifest:
 
     @property
     def size_bytes(self) -> int:
-        return sum(e.size for e in self.files)
+        return sum([e.size for e in self.entries.values() if e.type == FILE])
 
     @property
     def file_count(self) -> int:
-        return sum(1 for e in self.entries.values() if e.type != DIR)
+        return sum([e.type != DIR for e in self.entries.values()])
 
     def hashes(self) -> set[str]:
-        return {e.hash for e in self.files}
+        return {e.hash for e in self.entries.values() if e.type == FILE}
 
     def to_rows(self) -> list[tuple]:
         """The entries as tuples of their fields (ENTRY_FIELDS order), for the worker's compact local copy."""
-        return [_entry_row(e) for e in self.entries.values()]
+        return [tuple(e) for e in self.entries.values()]
 
     @classmethod
     def from_rows(cls, rows: list[tuple], generation: int) -> "Manifest":
-        """The inverse of to_rows, for our own local copy only: no checks. Entries are made without their
-        frozen __init__ (one object.__setattr__ per field), which takes most of the time for 100,000."""
-        make, names, entries = object.__new__, ENTRY_FIELDS, {}
-        for row in rows:
-            entry = make(Entry)
-            entry.__dict__.update(zip(names, row))
-            entries[row[0]] = entry
-        return cls(entries, generation)
+        """The inverse of to_rows, for our own local copy only: no checks."""
+        make = Entry._make
+        return cls({row[0]: make(row) for row in rows}, generation)
 
     def to_json(self) -> bytes:
-        rows = [dict(vars(e)) for e in sorted(self.entries.values(), key=lambda e: e.path)]
+        rows = [e._asdict() for e in sorted(self.entries.values(), key=lambda e: e.path)]
         doc = {"format": FORMAT, "generation": self.generation, "entries": rows}
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -221,9 +216,20 @@ class Manifest:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise IntegrityError(f"the manifest cannot be read at all ({exc.__class__.__name__}: {exc})") from exc
 
-    def validate(self) -> None:
-        """Refuse anything a pull could not restore safely beneath its root."""
-        for path, entry in self.entries.items():
+    def validate(self, base: "Manifest | None" = None) -> None:
+        """Refuse anything a pull could not restore safely beneath its root. With `base` (a generation that was
+        checked when it was committed), only the entries that are not the base's own are checked, unless a
+        folder of the base is gone (then its files might be orphaned: everything is checked)."""
+        entries = self.entries
+        if base is not None:
+            old = base.entries
+            if not any(e.type == DIR and (p not in entries or entries[p].type != DIR) for p, e in old.items()):
+                self._check({p: e for p, e in entries.items() if old.get(p) is not e})
+                return
+        self._check(entries)
+
+    def _check(self, checked: dict[str, Entry]) -> None:
+        for path, entry in checked.items():
             problem = entry_problem(entry)
             if problem is None and entry.path != path:
                 problem = "the path is not the entry's own"
@@ -235,7 +241,7 @@ class Manifest:
 
 
 def _masked(entry: Entry) -> Entry:
-    return entry if entry.mode & ~PERMISSIONS == 0 else replace(entry, mode=entry.mode & PERMISSIONS)
+    return entry if entry.mode & ~PERMISSIONS == 0 else entry._replace(mode=entry.mode & PERMISSIONS)
 
 
 def diff(base: Manifest, new: Manifest) -> tuple[list[Entry], list[Entry], list[Entry]]:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..exceptions import BlobMissing, IntegrityError
 from ..storage.base import ObjectStore
-from .manifest import REPAIR_HINT, Manifest
+from .manifest import REPAIR_HINT, Entry, Manifest
 
 FORMAT = 2
 PART_TARGET = 64  # items per part on average (about 12 KB of entries)
@@ -57,11 +57,24 @@ def _chunk(items: list[bytes], keys: list[str]) -> list[bytes]:
     return parts
 
 
+def encode_entry(entry: Entry) -> bytes:
+    """The entry as compact JSON, byte for byte what json.dumps(ensure_ascii=False) writes (stored parts are
+    shared between generations by digest): formatted directly when no text needs escaping, as almost
+    every entry, which is several times faster than json.dumps."""
+    path, kind, size, digest, mode, mtime_ns, target, gen = entry
+    text = path + kind + digest + target
+    if ('"' not in text and "\\" not in text and text.isprintable()
+            and type(size) is int and type(mode) is int and type(mtime_ns) is int and type(gen) is int):
+        return (f'{{"path":"{path}","type":"{kind}","size":{size},"hash":"{digest}","mode":{mode},'
+                f'"mtime_ns":{mtime_ns},"target":"{target}","gen":{gen}}}').encode("utf-8")
+    return json.dumps(entry._asdict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def split(manifest: Manifest) -> tuple[list[str], int, dict[str, bytes]]:
     """(top-level part digests, depth, every part by digest). Leaf parts hold entry rows in path order;
     above them, index parts hold the digests of the level below, until at most PART_TARGET remain."""
     ordered = sorted(manifest.entries.values(), key=lambda e: e.path)
-    items = [json.dumps(dict(vars(e)), ensure_ascii=False, separators=(",", ":")).encode("utf-8") for e in ordered]
+    items = [encode_entry(e) for e in ordered]
     keys = [e.path for e in ordered]
     every: dict[str, bytes] = {}
     depth = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import posixpath
-from dataclasses import replace
 
 from ..engine.manifest import Manifest
 from ..exceptions import Conflict, InvalidPath, NotFound
@@ -59,7 +58,7 @@ def entries_move(volume: Volume, paths: list[str], folder: str, user=None) -> in
             for p in files._subtree(base, src):
                 new.entries.pop(p, None)
                 target = dst + p[len(src):]
-                new.entries[target] = replace(base.entries[p], path=target)
+                new.entries[target] = base.entries[p]._replace(path=target)
         return files._commit(lease, remote, base, new, f"move {len(chosen)} entries to {folder or '/'}"[:300])
 
 

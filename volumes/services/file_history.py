@@ -3,7 +3,7 @@ two of them, and restoring one version as a new generation (the rest of the volu
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..engine.manifest import FILE, Entry, Manifest, diff
 from ..exceptions import Conflict, InvalidPath, NotFound
@@ -100,7 +100,7 @@ def file_version_restore(volume: Volume, path: str, generation: int, user=None) 
             raise Conflict(f"{path!r} is a {current.type} now; move or delete it first")
         new = Manifest(dict(base.entries))
         files._ensure_parents(new, path)
-        new.entries[path] = replace(old, mtime_ns=files._now_ns())
+        new.entries[path] = old._replace(mtime_ns=files._now_ns())
         return files._commit(lease, remote, base, new, f"restore {path} from generation {generation}"[:300])
 
 

@@ -10,7 +10,6 @@ import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import replace
 from functools import lru_cache
 from typing import BinaryIO, Iterator
 
@@ -212,7 +211,7 @@ def file_move(volume: Volume, src: str, dst: str, user=None) -> int:
         _ensure_parents(new, dst)
         for p in moving:
             target = dst + p[len(src):]
-            new.entries[target] = replace(base.entries[p], path=target)
+            new.entries[target] = base.entries[p]._replace(path=target)
         return _commit(lease, remote, base, new, f"move {src} to {dst}")
 
 
