@@ -222,3 +222,22 @@ def test_the_synced_manifest_is_kept_compact_and_a_json_copy_of_older_versions_i
     _, lease, cached, _, pulled = checkout(volume, tmp_path)
     leases.release(lease)
     assert pulled.files_pulled == pulled.files_hashed == 0
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_a_scan_of_big_and_small_files_gives_each_file_its_own_hash(tmp_path, threads):
+    # Big files are hashed on threads while this thread hashes the small ones: each hash must still land
+    # on its own file, whatever order they finish in.
+    import hashlib
+
+    contents = {}
+    for i in range(12):
+        size = sync.BIG_FILE + i if i % 3 == 0 else 100 + i
+        contents[f"d{i % 2}/f{i:02d}"] = os.urandom(size)
+    for path, data in contents.items():
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_bytes(data)
+    manifest, hashes, hashed = sync.scan(tmp_path, {}, threads=threads)
+    assert hashed == 12
+    assert {e.path: e.hash for e in manifest.files} == {p: hashlib.sha256(d).hexdigest() for p, d in contents.items()}
+    assert {p: r[5] for p, r in hashes.items()} == {e.path: e.hash for e in manifest.files}

@@ -128,8 +128,28 @@ def _by_name(item: os.DirEntry) -> str:
     return item.name
 
 
-def _hash_batch(tree: str, batch: list[tuple]) -> list[str]:
-    return [hash_file(os.path.join(tree, item[0])) for item in batch]
+BIG_FILE = 1024 * 1024  # hashed on a thread of its own
+
+
+def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
+    """The files' hashes, in order. Big files go to threads (hashlib lets go of the GIL while it hashes a big
+    buffer); small ones are hashed here, as their time is Python and syscalls under the GIL, for which threads
+    only queue (10,000 files of 20 KB: 0.45 s on this thread, 0.7 s on four)."""
+    big = {i for i, item in enumerate(to_hash) if item[1].st_size >= BIG_FILE}
+    workers = max(1, min(threads, 4, len(big)))
+    if workers == 1:
+        return [hash_file(f"{tree}/{item[0]}") for item in to_hash]
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {i: pool.submit(hash_file, f"{tree}/{to_hash[i][0]}") for i in sorted(big)}
+        try:
+            digests = [None if i in big else hash_file(f"{tree}/{item[0]}") for i, item in enumerate(to_hash)]
+            for i, future in futures.items():
+                digests[i] = future.result()
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
+    return digests
 
 
 def scan(
@@ -211,15 +231,7 @@ def scan(
                 skipped.append(path)
     hashed = len(to_hash)
     if to_hash:
-        # Batches per thread: hashing releases the GIL, a future per small file would not pay for itself.
-        workers = max(1, min(threads or conf.get("TRANSFER_THREADS"), 4, len(to_hash)))
-        size = max(1, min(256, -(-len(to_hash) // workers)))
-        batches = [to_hash[i:i + size] for i in range(0, len(to_hash), size)]
-        if workers == 1 or len(batches) == 1:
-            digests = [d for batch in batches for d in _hash_batch(root, batch)]
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                digests = [d for part in pool.map(lambda b: _hash_batch(root, b), batches) for d in part]
+        digests = _hash_all(root, to_hash, threads or conf.get("TRANSFER_THREADS"))
         racy = []
         for (path, st, seen), digest in zip(to_hash, digests):
             # Keyed by the stat taken before hashing: a file changed meanwhile gets a new key and is hashed again.
@@ -548,9 +560,11 @@ def push_prepare(
         log(f"pushing {count(len(missing), 'file')} ({count(total, 'byte')}) of {lease.volume_name}")
     done = 0
 
+    root = os.fspath(cached.tree)
+
     def send(digest: str) -> Entry:
         entry = by_hash[digest]
-        remote.upload_blob(lease, digest, str(cached.tree / entry.path))
+        remote.upload_blob(lease, digest, f"{root}/{entry.path}")
         return entry
 
     with remote.upload_batch(lease):  # every blob is stored when it exits
