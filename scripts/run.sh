@@ -74,7 +74,9 @@ stop_all() {
   STOPPING=1
   trap '' INT TERM HUP
   local pid waited=0 limit="${VOLUMES_STOP_TIMEOUT:-15}"
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  # TERM to each leader only: Celery and gunicorn stop their own children (a TERM to a Celery pool child
+  # made the worker start a new one and then hang in its shutdown); the whole group is killed after the limit.
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   while [ "$waited" -lt $((limit * 10)) ]; do
     local alive=0
     for pid in "${PIDS[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done

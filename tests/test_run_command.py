@@ -118,6 +118,10 @@ def test_the_run_command_serves_through_gunicorn_with_debug_off_and_ctrl_c_stops
                     pass
     assert left == {}, left
     assert proc.returncode == 130
+    # Each process stopped itself: none was killed at the time limit, and no Celery pool child was
+    # terminated behind its worker's back (which made the worker start another and hang).
+    output = (tmp_path / "run.log").read_text(errors="replace")
+    assert "did not stop" not in output and "exited with 'signal 15" not in output, output[-3000:]
 
 
 def test_the_worker_queues_include_every_queue_of_the_task_routes(settings):
