@@ -75,11 +75,17 @@ stop_all() {
   trap '' INT TERM HUP
   local pid waited=0 limit="${VOLUMES_STOP_TIMEOUT:-15}"
   # TERM to each leader only: Celery and gunicorn stop their own children (a TERM to a Celery pool child
-  # made the worker start a new one and then hang in its shutdown); the whole group is killed after the limit.
+  # made the worker start a new one and then hang in its shutdown). What a leader leaves behind (runserver's
+  # autoreloaded child) gets a TERM of its own; the whole group is killed after the limit.
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   while [ "$waited" -lt $((limit * 10)) ]; do
     local alive=0
-    for pid in "${PIDS[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    for pid in "${PIDS[@]}"; do
+      if kill -0 -- "-$pid" 2>/dev/null; then
+        alive=1
+        kill -0 "$pid" 2>/dev/null || kill -TERM -- "-$pid" 2>/dev/null || true
+      fi
+    done
     [ "$alive" = 0 ] && break
     sleep 0.1; waited=$((waited + 1))
   done
