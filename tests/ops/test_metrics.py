@@ -76,10 +76,13 @@ def test_after_real_jobs_on_a_celery_worker_the_metrics_show_them(client, token,
         wait_for(lambda: Job.objects.get(pk=first.pk).is_finished, 120, "the first job")
         second = job_submit(workspace, cast["owner"], "python", JOB)  # same worker: its cache is current
         wait_for(lambda: Job.objects.get(pk=second.pk).is_finished, 120, "the second job")
+        # The worker counts a job just after saving its outcome: read the figures before it is killed.
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))  # as run.sh sets it for every process
+        wait_for(lambda: value(samples(client.get("/metrics", **token).content.decode()), "volumes_jobs_total",
+                               outcome="success") == 2, 30, "the second job's count")
     finally:
         stop(worker)
     assert list(Job.objects.values_list("status", flat=True)) == ["success", "success"]
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))  # as run.sh sets it for every process
     figures = samples(client.get("/metrics", **token).content.decode())
     assert value(figures, "volumes_jobs_total", outcome="success") == 2
     assert value(figures, "volumes_job_duration_seconds_count", outcome="success") == 2
