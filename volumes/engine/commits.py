@@ -7,6 +7,7 @@ here once; writers may check the same rules earlier (`check_room`) to refuse bef
 """
 from __future__ import annotations
 
+import operator
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +40,11 @@ class ChangeCounts:
 
     @classmethod
     def between(cls, base: Manifest, new: Manifest) -> "ChangeCounts":
+        # A scan hands back the base's own entry for whatever it found unchanged: all of them, in the same
+        # order, is no change, told without comparing 100,000 entries field by field.
+        if len(new.entries) == len(base.entries) and all(map(operator.is_, new.entries.values(),
+                                                             base.entries.values())):
+            return cls()
         added, changed, deleted = diff(base, new)
         # Only an added or changed file can bring a blob the base lacks: an unchanged one has its base's hash.
         touched = [e for e in (*added, *changed) if e.type == FILE]

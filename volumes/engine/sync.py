@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import operator
 import os
 import stat
 import time
@@ -536,11 +535,7 @@ def push_prepare(
         cached.save_hashes(hashes)
     for warning in stats.warnings:
         log(f"warning: {warning}")
-    # The scan hands back the base's own entry for whatever it found unchanged: all of them, in the same
-    # order, is no change, told without comparing 100,000 entries field by field.
-    same = len(current.entries) == len(base.entries) and all(map(operator.is_, current.entries.values(),
-                                                                 base.entries.values()))
-    counts = ChangeCounts() if same else ChangeCounts.between(base, current)
+    counts = ChangeCounts.between(base, current)
     if not (counts.files_added or counts.files_changed or counts.files_deleted):
         history.record("push", lease, "unchanged", parent=lease.generation)
         if not stats.warnings:  # the tree is exactly `current` (nothing was skipped), and so `base`
