@@ -9,9 +9,13 @@ One file over 500 lines on purpose: pull and push are two halves of one manifest
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import itertools
+import marshal
 import os
+import signal
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -151,6 +155,214 @@ def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
     return digests
 
 
+# A tree this big (entries the hash cache or the base expect, or entries walked so far) is walked by two
+# processes: what one process does per entry is Python under the GIL, so threads cannot share it.
+SHARE_AFTER = 2_000
+_libc: ctypes.CDLL | None = None
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Walk:
+    """One walk over folders of a tree: the entries found, the hash cache records still good, the files to hash,
+    and what a volume cannot hold. `hashes` and `known` (the base's entries) are only read."""
+
+    def __init__(self, hashes: dict[str, list], known: dict[str, Entry], kept: int, max_file_size: int | None):
+        self.hashes, self.known, self.kept, self.max_file_size = hashes, known, kept, max_file_size
+        self.entries: dict[str, Entry] = {}
+        self.records: dict[str, list] = {}  # the new hash cache
+        self.to_hash: list[tuple[str, os.stat_result, int]] = []
+        self.warnings: list[str] = []
+        self.skipped: list[str] = []
+        self.walked = 0
+        self.hashed = 0
+
+    def like(self) -> "_Walk":
+        return _Walk(self.hashes, self.known, self.kept, self.max_file_size)
+
+    def folders(self, pending: list[tuple[str, str]], share_when: Callable[[int, int], bool] | None = None) -> None:
+        """Walk the pending folders and every folder found in them; with `share_when(walked, pending)`, stop as
+        soon as it says the pending rest should be shared."""
+        entries, records, to_hash, known, hashes = self.entries, self.records, self.to_hash, self.known, self.hashes
+        S_IFMT, S_IMODE, S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFMT, stat.S_IMODE, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
+        kept, max_file_size = self.kept, self.max_file_size
+        while pending:
+            if share_when is not None and share_when(self.walked, len(pending)):
+                return
+            directory, rel = pending.pop()
+            depth_ok = rel.count("/") < MAX_DEPTH
+            seen = time.time_ns()  # before any stat of this folder: a change after it gets a later ctime
+            with _listable(directory):
+                with os.scandir(directory) as it:
+                    items = sorted(it, key=_by_name)
+            self.walked += len(items)
+            for item in items:
+                name = item.name
+                path = rel + name
+                # The common name (printable ASCII, no backslash) needs only the length checks; anything
+                # else gets the full rules every reader applies.
+                if not (name.isascii() and name.isprintable() and "\\" not in name and len(name) <= MAX_NAME_BYTES
+                        and len(path) <= MAX_PATH_BYTES and depth_ok):
+                    problem = path_problem(path)
+                    if problem:
+                        shown = path.encode("utf-8", "surrogateescape") if _undecodable(path) else path
+                        self.warnings.append(f"skipped {shown!r}: {problem}; a volume cannot hold it, so it was not "
+                                             "committed")
+                        self.skipped.append(path)
+                        continue
+                st = item.stat(follow_symlinks=False)
+                mode = st.st_mode
+                kind = S_IFMT(mode)
+                if S_IMODE(mode) & ~kept and kind != S_IFLNK:
+                    os.chmod(item.path, S_IMODE(mode) & kept)  # its ctime moves: the next scan hashes it again
+                if kind == S_IFREG:
+                    size = st.st_size
+                    if max_file_size is not None and size > max_file_size:
+                        raise commits.file_over_limit(max_file_size, path)
+                    cached = hashes.get(path)
+                    mtime = st.st_mtime_ns
+                    if (cached is not None and cached[4] == st.st_ctime_ns and cached[3] == mtime
+                            and cached[2] == size and cached[1] == st.st_ino and cached[0] == st.st_dev):
+                        records[path] = cached
+                        digest, perm, old = cached[5], S_IMODE(mode) & kept, known.get(path)
+                        if (old is not None and old.hash == digest and old.mtime_ns == mtime and old.size == size
+                                and old.mode == perm and old.type == FILE and not old.target):
+                            entries[path] = old
+                        else:
+                            entries[path] = Entry(path, FILE, size, digest, perm, mtime)
+                    else:
+                        to_hash.append((path, st, seen))
+                elif kind == S_IFDIR:
+                    entry, old = Entry(path, DIR, mode=S_IMODE(mode) & kept), known.get(path)
+                    entries[path] = old if old is not None and old[:7] == entry[:7] else entry
+                    pending.append((item.path, path + "/"))
+                elif kind == S_IFLNK:
+                    target = os.readlink(item.path)
+                    if _undecodable(target):
+                        self.warnings.append(f"skipped {path!r}: its link target is not valid UTF-8 text; a volume "
+                                             "cannot hold it")
+                        self.skipped.append(path)
+                        continue
+                    entry, old = Entry(path, LINK, target=target, mode=0, mtime_ns=st.st_mtime_ns), known.get(path)
+                    entries[path] = old if old is not None and old[:7] == entry[:7] else entry
+                else:
+                    self.warnings.append(f"skipped {path!r}: FIFOs, sockets and device files are not stored in "
+                                         "volumes")
+                    self.skipped.append(path)
+
+    def hash_files(self, root: str, threads: int) -> None:
+        """Hash what the walk could not vouch for, then settle what was hashed in the clock tick of its change."""
+        if not self.to_hash:
+            return
+        digests = _hash_all(root, self.to_hash, threads)
+        racy = []
+        for (path, st, seen), digest in zip(self.to_hash, digests):
+            # Keyed by the stat taken before hashing: a file changed meanwhile gets a new key and is hashed again.
+            key = _stat_key(st)
+            self.records[path] = key + [digest]
+            self.entries[path] = Entry(path, FILE, st.st_size, digest, stat.S_IMODE(st.st_mode) & self.kept,
+                                       st.st_mtime_ns)
+            if _racy(st.st_ctime_ns, seen):
+                racy.append((path, key))
+        _settle(root, racy, self.records, rehash=True)
+        self.hashed += len(self.to_hash)
+        self.to_hash = []
+
+    def export(self) -> bytes:
+        """What a child process found, for `absorb` in the parent: entries and records the parent already holds
+        (the base's, the old hash cache's) go as their paths only."""
+        known, hashes = self.known, self.hashes
+        same_files, same_others, rows = [], [], []
+        for path, entry in self.entries.items():
+            if known.get(path) is entry:  # a file's record is then the old hash cache's too (see `folders`)
+                (same_files if entry.type == FILE else same_others).append(path)
+            else:
+                rows.append(tuple(entry))
+        done = set(same_files)
+        records = [(p, r) for p, r in self.records.items() if p not in done]
+        return marshal.dumps((same_files, same_others, rows, records, self.warnings, self.skipped, self.hashed))
+
+    def absorb(self, data: bytes) -> None:
+        same_files, same_others, rows, records, warnings, skipped, hashed = marshal.loads(data)
+        entries, old = self.entries, self.known.__getitem__
+        entries.update(zip(same_files, map(old, same_files)))
+        entries.update(zip(same_others, map(old, same_others)))
+        entries.update(zip([row[0] for row in rows], map(Entry._make, rows)))
+        self.records.update(zip(same_files, map(self.hashes.__getitem__, same_files)))
+        self.records.update(records)
+        self.warnings += warnings
+        self.skipped += skipped
+        self.hashed += hashed
+
+
+def _walk_in_child(walk: _Walk, pending: list[tuple[str, str]], root: str, threads: int) -> tuple[int, int] | None:
+    """Fork a process that walks `pending` (and hashes what it finds) with a fresh `_Walk` like `walk`.
+    Returns (its pid, the pipe its export comes on), or None where no process can be forked."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork
+    share = walk.like()
+    read_fd, write_fd = os.pipe()
+    collecting = gc.isenabled()
+    gc.disable()  # the child must never run a finalizer of the parent's garbage (a database connection's, say)
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        if collecting:
+            gc.enable()
+        return None
+    if pid == 0:
+        code = 1
+        try:
+            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: it never outlives the walk it is part of
+            os.close(read_fd)
+            share.folders(pending)
+            share.hash_files(root, threads)
+            view = memoryview(share.export())
+            while view:
+                view = view[os.write(write_fd, view):]
+            code = 0
+        finally:
+            os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
+    if collecting:
+        gc.enable()
+    os.close(write_fd)
+    return pid, read_fd
+
+
+def _export_of(child: tuple[int, int]) -> bytes | None:
+    """The child's export once it has finished, or None if it failed (its share is then walked again here)."""
+    pid, read_fd = child
+    chunks = []
+    try:
+        while chunk := os.read(read_fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped by someone else: only a complete export loads
+            status = 0
+    return b"".join(chunks) if status == 0 and chunks else None
+
+
+def _stop_child(child: tuple[int, int]) -> None:
+    pid, read_fd = child
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+    os.close(read_fd)
+
+
 def scan(
     tree: Path, hashes: dict[str, list], warn: Log = _noop, max_file_size: int | None = None,
     threads: int | None = None, skipped: list[str] | None = None, strip: bool = False, base: Manifest | None = None,
@@ -161,86 +373,43 @@ def scan(
     `strip` (a push): setuid, setgid and sticky bits go from the tree too, not only from the manifest, so
     the tree is exactly what is committed and no such file stays in the worker's cache.
     `base` (the generation the tree was pulled as): an unchanged file, folder or link gets the base's own
-    entry (its `gen` kept) instead of a new one, which is cheaper and lets a diff see it unchanged at once."""
-    skipped = [] if skipped is None else skipped
-    entries: dict[str, Entry] = {}
-    to_hash: list[tuple[str, os.stat_result, int]] = []
-    new_hashes: dict[str, list] = {}
-    S_IFMT, S_IMODE, S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFMT, stat.S_IMODE, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
-    kept = PERMISSIONS if strip else 0o7777
+    entry (its `gen` kept) instead of a new one, which is cheaper and lets a diff see it unchanged at once.
+    A big tree is shared with a forked process (SHARE_AFTER); if that process fails, its part is walked here."""
     known = base.entries if base is not None else {}
+    walk = _Walk(hashes, known, PERMISSIONS if strip else 0o7777, max_file_size)
     root = os.fspath(tree)
+    threads = threads or conf.get("TRANSFER_THREADS")
     pending: list[tuple[str, str]] = [(root, "")]  # iterative: any depth, no recursion limit
-    while pending:
-        directory, rel = pending.pop()
-        depth_ok = rel.count("/") < MAX_DEPTH
-        seen = time.time_ns()  # before any stat of this folder: a change after it gets a later ctime
-        with _listable(directory):
-            with os.scandir(directory) as it:
-                items = sorted(it, key=_by_name)
-        for item in items:
-            name = item.name
-            path = rel + name
-            # The common name (printable ASCII, no backslash) needs only the length checks; anything
-            # else gets the full rules every reader applies.
-            if not (name.isascii() and name.isprintable() and "\\" not in name and len(name) <= MAX_NAME_BYTES
-                    and len(path) <= MAX_PATH_BYTES and depth_ok):
-                problem = path_problem(path)
-                if problem:
-                    shown = path.encode("utf-8", "surrogateescape") if _undecodable(path) else path
-                    warn(f"skipped {shown!r}: {problem}; a volume cannot hold it, so it was not committed")
-                    skipped.append(path)
-                    continue
-            st = item.stat(follow_symlinks=False)
-            mode = st.st_mode
-            kind = S_IFMT(mode)
-            if S_IMODE(mode) & ~kept and kind != S_IFLNK:
-                os.chmod(item.path, S_IMODE(mode) & kept)  # its ctime moves: the next scan hashes it again
-            if kind == S_IFREG:
-                size = st.st_size
-                if max_file_size is not None and size > max_file_size:
-                    raise commits.file_over_limit(max_file_size, path)
-                cached = hashes.get(path)
-                mtime = st.st_mtime_ns
-                if (cached is not None and cached[4] == st.st_ctime_ns and cached[3] == mtime and cached[2] == size
-                        and cached[1] == st.st_ino and cached[0] == st.st_dev):
-                    new_hashes[path] = cached
-                    digest, perm, old = cached[5], S_IMODE(mode) & kept, known.get(path)
-                    if (old is not None and old.hash == digest and old.mtime_ns == mtime and old.size == size
-                            and old.mode == perm and old.type == FILE and not old.target):
-                        entries[path] = old
-                    else:
-                        entries[path] = Entry(path, FILE, size, digest, perm, mtime)
-                else:
-                    to_hash.append((path, st, seen))
-            elif kind == S_IFDIR:
-                entry, old = Entry(path, DIR, mode=S_IMODE(mode) & kept), known.get(path)
-                entries[path] = old if old is not None and old[:7] == entry[:7] else entry
-                pending.append((item.path, path + "/"))
-            elif kind == S_IFLNK:
-                target = os.readlink(item.path)
-                if _undecodable(target):
-                    warn(f"skipped {path!r}: its link target is not valid UTF-8 text; a volume cannot hold it")
-                    skipped.append(path)
-                    continue
-                entry, old = Entry(path, LINK, target=target, mode=0, mtime_ns=st.st_mtime_ns), known.get(path)
-                entries[path] = old if old is not None and old[:7] == entry[:7] else entry
+    share_when = None
+    if hasattr(os, "fork") and _cores() > 1:
+        expected = max(len(hashes), len(known))
+
+        def share_when(walked: int, waiting: int) -> bool:
+            return waiting >= 2 and (walked >= SHARE_AFTER or (expected >= SHARE_AFTER and waiting >= 8))
+
+    walk.folders(pending, share_when)
+    child = None
+    try:
+        if pending:
+            theirs, pending = pending[1::2], pending[::2]
+            child = _walk_in_child(walk, theirs, root, threads)
+            walk.folders(pending)
+            walk.hash_files(root, threads)
+            export = _export_of(child) if child is not None else None
+            child = None
+            if export is None:
+                walk.folders(theirs)
             else:
-                warn(f"skipped {path!r}: FIFOs, sockets and device files are not stored in volumes")
-                skipped.append(path)
-    hashed = len(to_hash)
-    if to_hash:
-        digests = _hash_all(root, to_hash, threads or conf.get("TRANSFER_THREADS"))
-        racy = []
-        for (path, st, seen), digest in zip(to_hash, digests):
-            # Keyed by the stat taken before hashing: a file changed meanwhile gets a new key and is hashed again.
-            key = _stat_key(st)
-            new_hashes[path] = key + [digest]
-            entries[path] = Entry(path, FILE, st.st_size, digest, stat.S_IMODE(st.st_mode) & kept, st.st_mtime_ns)
-            if _racy(st.st_ctime_ns, seen):
-                racy.append((path, key))
-        _settle(root, racy, new_hashes, rehash=True)
-    return Manifest(entries), new_hashes, hashed
+                walk.absorb(export)
+        walk.hash_files(root, threads)
+    finally:
+        if child is not None:
+            _stop_child(child)
+    for warning in walk.warnings:
+        warn(warning)
+    if skipped is not None:
+        skipped += walk.skipped
+    return Manifest(walk.entries), walk.records, walk.hashed
 
 
 def _undecodable(text: str) -> bool:

@@ -1,0 +1,156 @@
+"""A big tree's scan is shared with a forked process (sync.SHARE_AFTER). Whatever the split, the scan must
+find exactly what one process finds: the same entries, hash cache records, files hashed, warnings and
+skipped paths; a failing child must cost only time; a change in the clock tick of the last scan is still seen.
+
+The split gives the child every other pending folder: after the root's walk, d01, d03, ... are the child's.
+"""
+import hashlib
+import os
+import stat
+
+import pytest
+
+from volumes.engine import sync
+from volumes.engine.manifest import Manifest
+from volumes.exceptions import LimitExceeded
+
+from .test_change_detection import coarse_fs, within_one_second  # noqa: F401 - a fixture
+
+
+@pytest.fixture
+def forks(monkeypatch):
+    """Force sharing on any tree of two folders or more; counts the forks made (in this process)."""
+    made = []
+    real_fork = os.fork
+
+    def counted_fork():
+        pid = real_fork()
+        if pid:
+            made.append(pid)
+        return pid
+
+    monkeypatch.setattr(sync, "SHARE_AFTER", 1)
+    monkeypatch.setattr(sync, "_cores", lambda: 2)
+    monkeypatch.setattr(sync.os, "fork", counted_fork)
+    return made
+
+
+def one_process(monkeypatch):
+    monkeypatch.setattr(sync, "_cores", lambda: 1)
+
+
+def build(tree):
+    """Twelve folders of files, links, odd modes, a setuid file, a FIFO and a name no volume can hold."""
+    for i in range(12):
+        folder = tree / f"d{i:02d}"
+        (folder / "deeper").mkdir(parents=True)
+        for j in range(5):
+            (folder / f"f{j}.txt").write_text(f"{i}-{j}")
+        (folder / "deeper" / "x.bin").write_bytes(bytes([i]) * (100 + i))
+        os.symlink(f"f{i % 5}.txt", folder / "link")
+    os.chmod(tree / "d03" / "deeper", 0o750)
+    os.chmod(tree / "d05" / "f1.txt", 0o4755)  # setuid: a push takes it off
+    os.mkfifo(tree / "d07" / "pipe")
+    (tree / "d09" / "back\\slash").write_text("no volume holds this name")
+
+
+def scan_twice(tree, base=None, **kwargs):
+    """A scan with no hash cache, a change in three folders, then a scan with the first scan's cache."""
+    first, hashes, _ = sync.scan(tree, {}, base=base, **kwargs)
+    (tree / "d01" / "f2.txt").write_text("changed in the child's share")
+    (tree / "d02" / "f3.txt").unlink()
+    (tree / "d11" / "new.txt").write_text("added")
+    warnings, skipped = [], []
+    second = sync.scan(tree, hashes, base=first, warn=warnings.append, skipped=skipped, **kwargs)
+    return first, second, sorted(warnings), sorted(skipped)
+
+
+@pytest.mark.parametrize("strip", [False, True])
+def test_a_shared_scan_finds_exactly_what_one_process_finds(tmp_path, monkeypatch, forks, strip):
+    build(tmp_path / "a")
+    build(tmp_path / "b")
+    os.utime(tmp_path / "b" / "d05" / "f1.txt", ns=(0, os.stat(tmp_path / "a" / "d05" / "f1.txt").st_mtime_ns))
+    shared = scan_twice(tmp_path / "a", strip=strip)
+    assert len(forks) == 2, "the scans were not shared with a second process"
+    one_process(monkeypatch)
+    alone = scan_twice(tmp_path / "b", strip=strip)
+    assert len(forks) == 2
+
+    (first_s, (second_s, records_s, hashed_s), warnings_s, skipped_s) = shared
+    (first_a, (second_a, records_a, hashed_a), warnings_a, skipped_a) = alone
+    assert set(second_s.entries) == set(second_a.entries)
+    for path, entry in second_s.entries.items():
+        other = second_a.entries[path]
+        assert (entry.type, entry.size, entry.hash, entry.mode, entry.target) == (
+            other.type, other.size, other.hash, other.mode, other.target), path
+        if entry.type == "file":
+            assert entry.hash == hashlib.sha256((tmp_path / "a" / path).read_bytes()).hexdigest()
+    assert "d11/new.txt" in second_s.entries and "d02/f3.txt" not in second_s.entries
+    assert second_s.entries["d01/f2.txt"].hash == hashlib.sha256(b"changed in the child's share").hexdigest()
+    # Only the changed and the added file are read again (and the file whose setuid bit a push took off).
+    assert hashed_s == hashed_a == (3 if strip else 2)
+    assert set(records_s) == set(records_a) == {e.path for e in second_s.files}
+    assert warnings_s == warnings_a and len(warnings_s) == 2
+    assert skipped_s == skipped_a == ["d07/pipe", "d09/back\\slash"]
+    # What the scan found unchanged is its base's own entry, from either process (a diff then sees it at once).
+    unchanged = [p for p in first_s.entries if p in second_s.entries and p not in ("d01/f2.txt", "d05/f1.txt")]
+    assert all(second_s.entries[p] is first_s.entries[p] for p in unchanged)
+    assert bool(stat.S_IMODE(os.stat(tmp_path / "a" / "d05" / "f1.txt").st_mode) & 0o4000) is not strip
+
+
+def test_a_file_over_the_limit_in_the_childs_share_is_refused_as_by_one_process(tmp_path, monkeypatch, forks):
+    build(tmp_path)
+    (tmp_path / "d01" / "deeper" / "big.bin").write_bytes(b"x" * 5000)
+    with pytest.raises(LimitExceeded) as shared:
+        sync.scan(tmp_path, {}, max_file_size=1000)
+    assert forks, "the scan was not shared"
+    one_process(monkeypatch)
+    with pytest.raises(LimitExceeded) as alone:
+        sync.scan(tmp_path, {}, max_file_size=1000)
+    assert str(shared.value) == str(alone.value) and "d01/deeper/big.bin" in str(shared.value)
+
+
+def test_a_child_that_fails_leaves_its_share_to_the_parent(tmp_path, monkeypatch, forks):
+    build(tmp_path)
+    expected, _, _ = sync.scan(tmp_path, {})
+
+    def broken(self):
+        raise MemoryError("the child ran out of memory")
+
+    monkeypatch.setattr(sync._Walk, "export", broken)  # the forked child inherits it and exits with 1
+    found, records, hashed = sync.scan(tmp_path, {})
+    assert forks
+    assert {p: e[:7] for p, e in found.entries.items()} == {p: e[:7] for p, e in expected.entries.items()}
+    assert hashed == len(records) == sum(1 for _ in expected.files)
+
+
+def test_the_shared_scan_leaves_no_process_behind_when_the_parent_fails(tmp_path, monkeypatch, forks):
+    build(tmp_path)
+    (tmp_path / "d00" / "big.bin").write_bytes(b"x" * 5000)  # the parent's share fails while the child walks
+    with pytest.raises(LimitExceeded):
+        sync.scan(tmp_path, {}, max_file_size=1000)
+    assert forks
+    for pid in forks:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped already
+
+
+def test_a_rewrite_in_the_same_second_in_the_childs_share_is_found(coarse_fs, monkeypatch, forks):  # noqa: F811
+    for i in range(4):
+        (coarse_fs / f"d{i}").mkdir()
+        (coarse_fs / f"d{i}" / "a.txt").write_text("one")
+    target = coarse_fs / "d1" / "a.txt"  # d1 is the child's
+    rounds = []
+
+    def attempt():
+        target.write_text(f"v{len(rounds) % 10}")
+        manifest, hashes, _ = sync.scan(coarse_fs, {})
+        target.write_text(f"w{len(rounds) % 10}")  # same size, same second: the same stat on this filesystem
+        rounds.append(1)
+        return hashes
+
+    hashes = within_one_second(attempt)
+    assert forks
+    again, _, hashed = sync.scan(coarse_fs, hashes, base=Manifest())
+    assert again.entries["d1/a.txt"].hash == hashlib.sha256(target.read_bytes()).hexdigest()
+    assert hashed >= 1
