@@ -12,6 +12,7 @@ from volumes.engine import sync
 from volumes.engine.cache import WorkerCache
 from volumes.engine.commits import ChangeCounts
 from volumes.engine.manifest import DIR, FILE, Entry, Manifest
+from volumes.engine.remote import DirectRemote
 from volumes.exceptions import IntegrityError
 from volumes.models import Volume
 
@@ -25,6 +26,15 @@ HOSTILE = {
     "bell\x07.txt": "control character",
     "del\x7f.txt": "control character",
 }
+
+
+def committed(volume, cache_root):
+    """The volume's committed manifest, read under a lease that is let go at once (the next checkout must not wait)."""
+    remote, lease, _, _, _ = checkout(volume, cache_root)
+    try:
+        return remote.read_manifest(lease)
+    finally:
+        remote.release(lease)
 
 
 def _deep(tree, depth):
@@ -50,7 +60,7 @@ def test_names_a_volume_cannot_hold_are_skipped_with_a_warning_and_never_committ
     stats = sync.push(remote, lease, cached, base, log=logs.append)
     remote.release(lease)
     assert stats.committed_generation == 1
-    manifest = remote.read_manifest(checkout(volume, tmp_path / "other")[1])
+    manifest = committed(volume, tmp_path / "other")
     assert "good.txt" in manifest.entries
     assert not [p for p in manifest.entries if "\\" in p or "\t" in p or "\x07" in p or "\x7f" in p or "latin1" in p]
     assert not [p for p in manifest.entries if len(p) >= 256 and "/" not in p]
@@ -69,6 +79,42 @@ def test_names_a_volume_cannot_hold_are_skipped_with_a_warning_and_never_committ
     assert (other.tree / "good.txt").read_text() == "good"
 
 
+def _long(tree, levels, name="\u00e9" * 127):
+    """`levels` nested folders of 254-byte names, made from inside as a job can (each step a relative path):
+    16 of them make a path a volume may hold (4,079 bytes) but the cache cannot (the OS's 4,095-byte limit
+    on a whole path counts the cache folder too). Returns the deepest folder's path from the tree."""
+    fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    with open(os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as fh:
+        fh.write("too deep for the cache")
+    os.close(fd)
+    return "/".join([name] * levels)
+
+
+def test_a_path_longer_than_the_cache_can_hold_is_skipped_and_never_bricks_the_volume(volume, cache_root):
+    remote, lease, cached, base, _ = checkout(volume, cache_root)
+    (cached.tree / "good.txt").write_text("good")
+    deep = _long(cached.tree, 16)
+    assert len(f"{cached.tree}/{deep}".encode()) > 4095 and len(f"{deep}/leaf.txt".encode()) <= 4096
+    logs = []
+    stats = sync.push(remote, lease, cached, base, log=logs.append)
+    remote.release(lease)
+    assert stats.committed_generation == 1
+    assert "the cache cannot hold it" in "\n".join(logs)
+    manifest = committed(volume, cache_root.parent / "reader")
+    assert "good.txt" in manifest.entries and not [p for p in manifest.entries if p.endswith("leaf.txt")]
+    assert all(len(os.fsencode(f"{cached.tree}/{p}")) <= 4095 for p in manifest.entries)
+    # The next job's pull puts the tree back to the generation: the folders too long to reach are gone.
+    remote, lease, again, base, _ = checkout(volume, cache_root, holder="next job")
+    remote.release(lease)
+    assert sorted(os.listdir(again.tree)) == sorted(p for p in manifest.entries if "/" not in p)
+    assert (again.tree / "good.txt").read_text() == "good"
+
+
 def test_a_manifest_a_reader_would_refuse_is_never_committed(volume, cache_root):
     remote, lease, cached, base, _ = checkout(volume, cache_root)
     bad = Manifest({"a\\b": Entry("a\\b", DIR, mode=0o755)})
@@ -78,6 +124,31 @@ def test_a_manifest_a_reader_would_refuse_is_never_committed(volume, cache_root)
     finally:
         remote.release(lease)
     assert Volume.objects.get(pk=volume.pk).generation == 0
+
+
+def test_a_generation_with_a_path_the_cache_cannot_hold_is_refused_with_what_to_do(volume, cache_root):
+    import io
+
+    from volumes.services.files import file_delete, file_move, file_put
+
+    deep = "/".join(["\u00e9" * 127] * 16) + "/leaf.txt"  # 4,088 bytes: a volume holds it, no cache folder does
+    file_put(volume, "kept.txt", io.BytesIO(b"kept"))
+    file_put(volume, deep, io.BytesIO(b"uploaded"))
+    remote = DirectRemote()
+    lease = remote.acquire(volume.workspace_id, volume.name, "worker")
+    cached = WorkerCache(cache_root, 10**12).volume(volume.workspace_id, volume.name)
+    try:
+        with pytest.raises(IntegrityError) as refused:
+            sync.pull(remote, lease, cached)
+    finally:
+        remote.release(lease)
+    assert "VOLUMES_CACHE_DIR" in str(refused.value) and "a path of 4,0" in str(refused.value)
+    assert not os.listdir(cached.tree)  # refused before anything was written
+    file_move(volume, deep, "leaf.txt")
+    file_delete(volume, deep.partition("/")[0])  # the folders, too deep for the cache as well
+    remote, lease, cached, _, _ = checkout(volume, cache_root)
+    remote.release(lease)
+    assert (cached.tree / "leaf.txt").read_text() == "uploaded" and (cached.tree / "kept.txt").exists()
 
 
 def test_setuid_setgid_and_sticky_bits_are_never_committed_nor_restored(volume, cache_root, tmp_path, storage_root):

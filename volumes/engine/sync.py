@@ -155,6 +155,10 @@ def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
     return digests
 
 
+OS_PATH_BYTES = 4095  # the longest path the system takes (PATH_MAX less its terminating NUL)
+_TOO_LONG_HERE = (f"with this worker's cache folder its path passes the system's limit of {OS_PATH_BYTES:,} bytes, "
+                  "so the cache cannot hold it")
+
 # A tree this big (entries the hash cache or the base expect, or entries walked so far) is walked by two
 # processes: what one process does per entry is Python under the GIL, so threads cannot share it.
 SHARE_AFTER = 2_000
@@ -195,7 +199,11 @@ class _Walk:
             if share_when is not None and share_when(self.walked, len(pending)):
                 return
             directory, rel = pending.pop()
-            depth_ok = rel.count("/") < MAX_DEPTH
+            # Bytes a name may have here: a volume's limits, and the system's on the whole path in the cache.
+            room = OS_PATH_BYTES - 1 - len(os.fsencode(directory))
+            limit = min(MAX_NAME_BYTES, MAX_PATH_BYTES - len(os.fsencode(rel)), room)
+            if rel.count("/") >= MAX_DEPTH:
+                limit = -1
             seen = time.time_ns()  # before any stat of this folder: a change after it gets a later ctime
             with _listable(directory):
                 with os.scandir(directory) as it:
@@ -204,11 +212,10 @@ class _Walk:
             for item in items:
                 name = item.name
                 path = rel + name
-                # The common name (printable ASCII, no backslash) needs only the length checks; anything
-                # else gets the full rules every reader applies.
-                if not (name.isascii() and name.isprintable() and "\\" not in name and len(name) <= MAX_NAME_BYTES
-                        and len(path) <= MAX_PATH_BYTES and depth_ok):
-                    problem = path_problem(path)
+                # The common name (printable ASCII, no backslash, as short as `limit`) needs no other check;
+                # anything else gets the full rules every reader applies.
+                if not (len(name) <= limit and name.isascii() and name.isprintable() and "\\" not in name):
+                    problem = path_problem(path) or (_TOO_LONG_HERE if len(os.fsencode(name)) > room else None)
                     if problem:
                         shown = path.encode("utf-8", "surrogateescape") if _undecodable(path) else path
                         self.warnings.append(f"skipped {shown!r}: {problem}; a volume cannot hold it, so it was not "
@@ -500,6 +507,7 @@ def pull(
         return target, stats
     if target is None:
         target = remote.read_manifest(lease)
+    _check_fits(cached, target, lease.volume_name)
     extras: list[str] = []
     known = cached.load_hashes()
     local, hashes, stats.files_hashed = scan(cached.tree, known, warn=stats.warnings.append, skipped=extras,
@@ -626,6 +634,23 @@ def pull(
     (metrics.CACHE_MISSES if stats.files_pulled or stats.files_deleted else metrics.CACHE_HITS).inc()
     metrics.observe_sync("pull", stats, time.monotonic() - started)
     return target, stats
+
+
+def _check_fits(cached: CachedVolume, target: Manifest, volume_name: str) -> None:
+    """Refuse, before anything is written, a generation with a path this cache cannot hold (the system's limit
+    on a whole path counts the cache folder too; a shorter one, or an upload, may have committed it)."""
+    room = OS_PATH_BYTES - 1 - len(os.fsencode(cached.tree))
+    if max(map(len, target.entries), default=0) * 4 <= room:  # a character is at most 4 bytes of UTF-8
+        return
+    for path in target.entries:
+        size = len(path.encode("utf-8", "surrogatepass"))
+        if size > room:
+            raise IntegrityError(
+                f"volume {volume_name!r} holds {path[:60]!r}..., a path of {size:,} bytes, and this worker's cache "
+                f"folder {os.fspath(cached.tree)!r} leaves room for {room:,} (the system's limit on a whole path is "
+                f"{OS_PATH_BYTES:,} bytes); give the worker a shorter "
+                "VOLUMES_CACHE_DIR, or move that file to a shorter path in the dashboard"
+            )
 
 
 def _seeds(seeds: Sequence[CachedVolume], wanted: list[Entry]) -> dict[str, tuple[str, list]]:
