@@ -180,3 +180,29 @@ def main():
               "    return {n: os.stat('data/' + n).st_mode & 0o7777 for n in ('suid', 'sgid', 'both', 'sticky', 'sub')}\n")
     assert KNOWN_CLEAN in job.log
     assert job.result == {"suid": 0o755, "sgid": 0o755, "both": 0o777, "sticky": 0o777, "sub": 0o755}
+
+
+# Hostile: folders nested past the system's limit on a whole path in the cache, made by relative steps.
+TOO_DEEP = """# volume: notes data
+import os
+def main(fail=False):
+    os.chdir("data")
+    for _ in range(17):
+        os.mkdir("\\u00e9" * 127)
+        os.chdir("\\u00e9" * 127)
+    open("leaf.txt", "w").write("lost in the deep")
+    if fail:
+        raise SystemExit("failed on purpose")
+"""
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_folders_nested_past_the_systems_path_limit_never_brick_the_volume(run, fail):
+    run(WRITE)
+    job = run(TOO_DEEP, {"fail": fail}, expect="failure" if fail else "success")
+    if not fail:
+        assert "the cache cannot hold it" in job.log
+    job = run(READ)  # the next job's pull puts the tree back to the generation
+    assert job.result == [["a.txt", "sub"] if fail else ["a.txt", "sub", "\u00e9" * 127], "one"]
+    run(WRITE.replace('main(text="one")', 'main(text="two")'))
+    assert run(READ).result[1] == "two"
