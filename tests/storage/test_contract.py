@@ -172,6 +172,16 @@ def test_a_missing_key_raises_blob_missing_naming_key_and_storage(store, tmp_pat
     assert not store.exists("no/such/key")
 
 
+def test_absent_names_exactly_the_keys_without_an_object_in_order(store):
+    keys = [f"volumes/w/v/blobs/{i:02d}" for i in range(12)]
+    for key in keys[::3]:
+        store.put_bytes(key, b"x")
+    if store.kind != "filesystem":  # (a key cannot also be a folder on a filesystem)
+        store.put_bytes(f"{keys[5]}/below", b"x")  # a key that is only the start of others has no object
+    assert store.absent(keys) == [key for i, key in enumerate(keys) if i % 3]
+    assert store.absent([]) == []
+
+
 def test_delete_is_idempotent(store):
     store.put_bytes("d/x", b"1")
     store.delete("d/x")
@@ -315,7 +325,7 @@ def test_a_storage_that_is_down_fails_fast_with_storage_unavailable(kind, tmp_pa
     calls = [store.check, lambda: store.put_bytes("k", b"x"), lambda: store.get_bytes("k"),
              lambda: store.exists("k"), lambda: store.list(""), lambda: store.put_file("k", tmp_path / "local"),
              lambda: store.get_file("k", tmp_path / "down"), lambda: store.open_read("k", 1, 2),
-             lambda: store.delete_prefix("")]
+             lambda: store.delete_prefix(""), lambda: store.absent(["k", "j"])]
     with ThreadPoolExecutor(len(calls)) as pool:  # each call is timed on its own; together they save time
         messages = list(pool.map(lambda call: _assert_unavailable_fast(store, call), calls))
     assert all("Check that it is running" in message for message in messages)

@@ -53,24 +53,24 @@ def full_path_problem(path: str) -> str | None:
 
 def entry_problem(entry: "Entry") -> str | None:
     """Why a volume cannot hold this entry, judged alone (its parent folder is checked by the manifest)."""
-    if not all(isinstance(v, str) for v in (entry.path, entry.type, entry.hash, entry.target)) or not all(
-        type(v) is int for v in (entry.size, entry.mode, entry.mtime_ns, entry.gen)
-    ):
-        return "a field has the wrong type"
-    problem = path_problem(entry.path)
+    path, kind, size, digest, mode, mtime_ns, target, gen = entry
+    if not (isinstance(path, str) and isinstance(kind, str) and isinstance(digest, str) and isinstance(target, str)
+            and type(size) is int and type(mode) is int and type(mtime_ns) is int and type(gen) is int):
+        return "a field has the wrong type"  # (bool is not an int here)
+    problem = path_problem(path)
     if problem:
         return problem
-    if not (0 <= entry.mode <= 0o7777 and abs(entry.mtime_ns) < 2**63 and entry.gen >= 0):
+    if not (0 <= mode <= 0o7777 and abs(mtime_ns) < 2**63 and gen >= 0):
         return "its mode, time or generation is out of range"
-    if entry.type not in (FILE, LINK, DIR):
-        return f"unknown type {entry.type!r}"
-    if entry.type == FILE and (not HASH_RE.match(entry.hash) or entry.size < 0):
+    if kind not in (FILE, LINK, DIR):
+        return f"unknown type {kind!r}"
+    if kind == FILE and (not HASH_RE.match(digest) or size < 0):
         return "a bad hash or size"
-    if entry.type == LINK:
-        if not entry.target or "\x00" in entry.target:
+    if kind == LINK:
+        if not target or "\x00" in target:
             return "a bad link target"
         try:
-            if len(entry.target.encode("utf-8")) > MAX_TARGET_BYTES:
+            if len(target.encode("utf-8")) > MAX_TARGET_BYTES:
                 return f"its link target is longer than {MAX_TARGET_BYTES} bytes"
         except UnicodeEncodeError:
             return "its link target is not valid UTF-8 text"

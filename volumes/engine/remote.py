@@ -198,7 +198,7 @@ class DirectRemote(Remote):
         store, prefix = self._store(lease)
         ordered = sorted(hashes)
         if store.kind == "filesystem":  # a stat each: threads would only queue for the GIL
-            return {h for h in ordered if not store.exists(blob_key(prefix, h))}
+            return {key[-64:] for key in store.absent([blob_key(prefix, h) for h in ordered])}
         with ThreadPoolExecutor(conf.get("TRANSFER_THREADS")) as pool:
             present = list(pool.map(lambda h: store.exists(blob_key(prefix, h)), ordered))
         return {h for h, ok in zip(ordered, present) if not ok}

@@ -163,6 +163,9 @@ class RetryingStore(ObjectStore):
     def exists(self, key: str) -> bool:
         return self._call(f"a lookup of {key}", lambda: self.inner.exists(key))
 
+    def absent(self, keys: list[str]) -> list[str]:
+        return self._call(f"a lookup of {len(keys):,} objects", lambda: self.inner.absent(keys))
+
     def size(self, key: str) -> int:
         return self._call(f"a lookup of {key}", lambda: self.inner.size(key))
 

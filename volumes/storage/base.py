@@ -190,6 +190,10 @@ class ObjectStore(ABC):
     def exists(self, key: str) -> bool:
         """Whether an object with this exact key exists."""
 
+    def absent(self, keys: list[str]) -> list[str]:
+        """The keys, in order, under which no object exists (a store may answer many at once faster)."""
+        return [key for key in keys if not self.exists(key)]
+
     @abstractmethod
     def size(self, key: str) -> int:
         """The object's size in bytes."""

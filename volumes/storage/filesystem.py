@@ -186,6 +186,18 @@ class FileSystemStore(BackendStore):
                 raise self.unavailable(problem)
             return False
 
+    def absent(self, keys: list[str]) -> list[str]:
+        """One stat a key under one error guard: a cold push asks this for 10,000 blobs, which took 20 us each
+        through exists()."""
+        paths = [self._path(key) for key in keys]
+        with self._errors():
+            missing = [key for key, path in zip(keys, paths) if not os.path.isfile(path)]
+            if missing:
+                problem = self._root_problem()
+                if problem:
+                    raise self.unavailable(problem)
+        return missing
+
     def size(self, key: str) -> int:
         path = self._path(key)
         with self._errors(key):
