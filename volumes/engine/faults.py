@@ -27,3 +27,8 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if _PAUSE_SPEC is not None and _hit(_PAUSE_SPEC, name):
         os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def injecting() -> bool:
+    """Whether a crash or pause point is set (work is then kept in this process, where the point expects it)."""
+    return _SPEC is not None or _PAUSE_SPEC is not None

@@ -36,6 +36,11 @@ class Remote(ABC):
     def pull_threads(self, lease: Lease) -> int:
         return conf.get("TRANSFER_THREADS")
 
+    def local_files(self, lease: Lease) -> bool:
+        """Whether the volume's blobs are files on this machine, reached without a connection a forked
+        process would share (a pull may then share copying them with one)."""
+        return False
+
     def push_threads(self, lease: Lease) -> int:
         return conf.get("TRANSFER_THREADS")
 
@@ -118,6 +123,11 @@ class DirectRemote(Remote):
         # Resolve the storage here: transfer threads must not query the database (their own
         # connections would not see this thread's transaction, and would be left open).
         self._store(lease)
+
+    def local_files(self, lease: Lease) -> bool:
+        """Whether the volume's blobs are files on this machine (a pull may share copying them with a fork)."""
+        store, _ = self._store(lease)
+        return store.kind == "filesystem"
 
     def pull_threads(self, lease: Lease) -> int:
         # Pulling from a local disk is mostly small syscalls and Python per file: threads only queued

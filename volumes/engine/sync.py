@@ -30,7 +30,7 @@ from ..ops import metrics
 from . import commits, history
 from .cache import CachedVolume, remove_tree
 from .commits import ChangeCounts
-from .faults import crash_point
+from .faults import crash_point, injecting
 from .leases import Lease
 from ..storage.keys import MAX_NAME_BYTES, MAX_PATH_BYTES
 from .manifest import DIR, FILE, LINK, MAX_DEPTH, PERMISSIONS, Entry, Manifest, path_problem
@@ -307,13 +307,13 @@ class _Walk:
         self.hashed += hashed
 
 
-def _walk_in_child(walk: _Walk, pending: list[tuple[str, str]], root: str, threads: int) -> tuple[int, int] | None:
-    """Fork a process that walks `pending` (and hashes what it finds) with a fresh `_Walk` like `walk`.
-    Returns (its pid, the pipe its export comes on), or None where no process can be forked."""
+def _in_child(work: Callable[[], bytes]) -> tuple[int, int] | None:
+    """Fork a process that runs `work` and sends back the bytes it returns. Returns (its pid, the pipe they come
+    on), or None where no process can be forked. The child never touches the database, logs or the parent's
+    buffers: `work` does file system calls and returns marshalled data."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork
-    share = walk.like()
     read_fd, write_fd = os.pipe()
     collecting = gc.isenabled()
     gc.disable()  # the child must never run a finalizer of the parent's garbage (a database connection's, say)
@@ -328,11 +328,9 @@ def _walk_in_child(walk: _Walk, pending: list[tuple[str, str]], root: str, threa
     if pid == 0:
         code = 1
         try:
-            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: it never outlives the walk it is part of
+            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: it never outlives the sync it is part of
             os.close(read_fd)
-            share.folders(pending)
-            share.hash_files(root, threads)
-            view = memoryview(share.export())
+            view = memoryview(work())
             while view:
                 view = view[os.write(write_fd, view):]
             code = 0
@@ -344,8 +342,8 @@ def _walk_in_child(walk: _Walk, pending: list[tuple[str, str]], root: str, threa
     return pid, read_fd
 
 
-def _export_of(child: tuple[int, int]) -> bytes | None:
-    """The child's export once it has finished, or None if it failed (its share is then walked again here)."""
+def _result_of(child: tuple[int, int]) -> bytes | None:
+    """The child's bytes once it has finished, or None if it failed (its share is then done again here)."""
     pid, read_fd = child
     chunks = []
     try:
@@ -355,7 +353,7 @@ def _export_of(child: tuple[int, int]) -> bytes | None:
         os.close(read_fd)
         try:
             _, status = os.waitpid(pid, 0)
-        except ChildProcessError:  # reaped by someone else: only a complete export loads
+        except ChildProcessError:  # reaped by someone else: only a complete result loads
             status = 0
     return b"".join(chunks) if status == 0 and chunks else None
 
@@ -368,6 +366,12 @@ def _stop_child(child: tuple[int, int]) -> None:
     except (ProcessLookupError, ChildProcessError):
         pass
     os.close(read_fd)
+
+
+def _can_share() -> bool:
+    """Whether work may be shared with a forked process: two cores or more, and no crash or pause injected
+    (tests/engine/test_crash.py stops the process that reaches a crash point, and expects it to be this one)."""
+    return hasattr(os, "fork") and _cores() > 1 and not injecting()
 
 
 def scan(
@@ -388,7 +392,7 @@ def scan(
     threads = threads or conf.get("TRANSFER_THREADS")
     pending: list[tuple[str, str]] = [(root, "")]  # iterative: any depth, no recursion limit
     share_when = None
-    if hasattr(os, "fork") and _cores() > 1:
+    if _can_share():
         expected = max(len(hashes), len(known))
 
         def share_when(walked: int, waiting: int) -> bool:
@@ -399,10 +403,17 @@ def scan(
     try:
         if pending:
             theirs, pending = pending[1::2], pending[::2]
-            child = _walk_in_child(walk, theirs, root, threads)
+            share = walk.like()
+
+            def walk_theirs() -> bytes:
+                share.folders(theirs)
+                share.hash_files(root, threads)
+                return share.export()
+
+            child = _in_child(walk_theirs)
             walk.folders(pending)
             walk.hash_files(root, threads)
-            export = _export_of(child) if child is not None else None
+            export = _result_of(child) if child is not None else None
             child = None
             if export is None:
                 walk.folders(theirs)
@@ -564,8 +575,8 @@ def pull(
     staging = os.fspath(cached.staging)
     names = itertools.count()
 
-    def fetch(entry: Entry) -> tuple[Entry, os.stat_result, int, bool]:
-        tmp = f"{staging}/{next(names)}"
+    def fetch(entry: Entry) -> tuple[Entry, list, int, bool]:
+        tmp = f"{staging}/{os.getpid()}-{next(names)}"  # a forked share (below) names its own
         copied = entry.hash in copies and _copy_seed(*copies[entry.hash], tmp)
         if copied:
             pass
@@ -586,11 +597,13 @@ def pull(
         os.replace(tmp, full)  # rename replaces a link itself, never its target
         crash_point("pull.after_file")
         seen = time.time_ns()
-        return entry, os.lstat(full), seen, copied
+        return entry, _stat_key(os.lstat(full)), seen, copied
 
     verified: set[str] = set()  # folders seen to be real; the pull owns the tree until it returns
     racy: list[tuple[str, list]] = []
-    for entry, st, seen, copied in _transfer(fetch, wanted, remote.pull_threads(lease)):
+
+    def landed(entry: Entry, key: list, seen: int, copied: bool) -> None:
+        nonlocal done
         done += entry.size
         if copied:
             stats.files_copied += 1
@@ -598,12 +611,38 @@ def pull(
         else:
             stats.files_pulled += 1
             stats.bytes_pulled += entry.size
-        key = _stat_key(st)
         hashes[entry.path] = key + [entry.hash]
-        if _racy(st.st_ctime_ns, seen):
+        if _racy(key[4], seen):
             racy.append((entry.path, key))
-        dirty = True
         progress(done, total)
+
+    threads = remote.pull_threads(lease)
+    theirs: list[Entry] = []
+    child = None
+    if threads == 1 and not copies and len(wanted) >= SHARE_AFTER and remote.local_files(lease) and _can_share():
+        # Local copies are Python and small syscalls a file: a forked process takes every other file.
+        theirs, wanted = wanted[1::2], wanted[::2]
+
+        def fetch_theirs() -> bytes:
+            remote.notify = None  # a retry notice would go to the job's log from this process
+            return marshal.dumps([result[1:3] for result in map(fetch, theirs)])
+
+        child = _in_child(fetch_theirs)
+    try:
+        for result in _transfer(fetch, wanted, threads):
+            landed(*result)
+        if child is not None:
+            fetched, child = _result_of(child), None
+            if fetched is None:  # it failed: fetch its share here (the same error, if there is one, is raised here)
+                for result in map(fetch, theirs):
+                    landed(*result)
+            else:
+                for entry, (key, seen) in zip(theirs, marshal.loads(fetched)):
+                    landed(entry, key, seen, False)
+    finally:
+        if child is not None:
+            _stop_child(child)
+    dirty = dirty or bool(wanted or theirs)
     # 4. Links, recreated from their target text.
     for entry in target.entries.values():
         if entry.type != LINK:

@@ -1,8 +1,10 @@
-"""A big tree's scan is shared with a forked process (sync.SHARE_AFTER). Whatever the split, the scan must
-find exactly what one process finds: the same entries, hash cache records, files hashed, warnings and
-skipped paths; a failing child must cost only time; a change in the clock tick of the last scan is still seen.
+"""A big tree's scan, and a big pull from a local store, are shared with a forked process (sync.SHARE_AFTER).
+Whatever the split, the work must come out exactly as one process does it: the same entries, hash cache
+records, files hashed, warnings and skipped paths, the same tree; a failing child must cost only time, an error
+in its share must be the same error; a change in the clock tick of the last scan is still seen.
 
-The split gives the child every other pending folder: after the root's walk, d01, d03, ... are the child's.
+A scan gives the child every other pending folder: after the root's walk, d01, d03, ... are the child's.
+A pull gives it every other file it fetches.
 """
 import hashlib
 import os
@@ -11,9 +13,13 @@ import stat
 import pytest
 
 from volumes.engine import sync
+from volumes.engine.cache import WorkerCache
+from volumes.engine.remote import DirectRemote
+from volumes.exceptions import IntegrityError
 from volumes.engine.manifest import Manifest
 from volumes.exceptions import LimitExceeded
 
+from .helpers import checkout, commit, tree_listing
 from .test_change_detection import coarse_fs, within_one_second  # noqa: F401 - a fixture
 
 
@@ -154,3 +160,69 @@ def test_a_rewrite_in_the_same_second_in_the_childs_share_is_found(coarse_fs, mo
     again, _, hashed = sync.scan(coarse_fs, hashes, base=Manifest())
     assert again.entries["d1/a.txt"].hash == hashlib.sha256(target.read_bytes()).hexdigest()
     assert hashed >= 1
+
+
+def _write(tree):
+    for i in range(6):
+        folder = tree / f"d{i}"
+        folder.mkdir()
+        for j in range(7):
+            (folder / f"f{j}.txt").write_text(f"file {i}/{j}")
+            os.utime(folder / f"f{j}.txt", ns=(10**18 + j, 10**18 + i * 100 + j))
+        os.chmod(folder / "f3.txt", 0o600)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pull_shared_with_a_second_process_makes_the_tree_exactly_the_generation(volume, tmp_path, forks):
+    commit(volume, tmp_path / "writer", _write)
+    writer = WorkerCache(tmp_path / "writer", 10**12).volume(volume.workspace_id, volume.name).tree
+    forks.clear()
+    remote, lease, cached, base, stats = checkout(volume, tmp_path / "reader")
+    remote.release(lease)
+    assert len(forks) == 1, "the pull was not shared"
+    assert stats.files_pulled == 42
+    assert tree_listing(cached.tree) == tree_listing(writer)
+    assert {p: os.lstat(cached.tree / p).st_mtime_ns for p in base.entries if p.endswith(".txt")} == {
+        e.path: e.mtime_ns for e in base.files}
+    # Every file's hash cache record is its own stat and hash: the next scan reads nothing again.
+    again, _, hashed = sync.scan(cached.tree, cached.load_hashes(), base=base)
+    assert hashed == 0 and all(again.entries[p] is base.entries[p] for p in base.entries)
+    assert not os.listdir(cached.staging)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_damaged_blob_in_the_childs_share_fails_the_pull_as_in_one_process(volume, tmp_path, storage_root, forks):
+    commit(volume, tmp_path / "writer", _write)
+    remote, lease, _, base, _ = checkout(volume, tmp_path / "writer")
+    remote.release(lease)
+    damaged = list(base.files)[1]  # the first file of the child's share
+    blob = next(storage_root.rglob(f"blobs/{damaged.hash}"))
+    os.chmod(blob, 0o644)
+    blob.write_bytes(b"not what was stored")
+    forks.clear()
+    remote = DirectRemote()
+    lease = remote.acquire(volume.workspace_id, volume.name, "reader")
+    cached = WorkerCache(tmp_path / "reader", 10**12).volume(volume.workspace_id, volume.name)
+    try:
+        with pytest.raises(IntegrityError) as failed:
+            sync.pull(remote, lease, cached)
+    finally:
+        remote.release(lease)
+    assert forks, "the pull was not shared"
+    assert repr(damaged.path) in str(failed.value) and "does not match its hash" in str(failed.value)
+    assert not os.listdir(cached.staging)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pull_whose_child_dies_is_finished_by_the_parent(volume, tmp_path, monkeypatch, forks):
+    commit(volume, tmp_path / "writer", _write)
+    writer = WorkerCache(tmp_path / "writer", 10**12).volume(volume.workspace_id, volume.name).tree
+    real = sync._in_child
+    monkeypatch.setattr(sync, "_in_child", lambda work: real(lambda: (work(), os._exit(3))))  # dies after its work
+    forks.clear()
+    remote, lease, cached, base, stats = checkout(volume, tmp_path / "reader")
+    remote.release(lease)
+    assert forks and stats.files_pulled == 42
+    assert tree_listing(cached.tree) == tree_listing(writer)
+    _, _, hashed = sync.scan(cached.tree, cached.load_hashes(), base=base)
+    assert hashed == 0
