@@ -12,7 +12,7 @@ import stat
 
 import pytest
 
-from volumes.engine import sync
+from volumes.engine import forked, sync
 from volumes.engine.cache import WorkerCache
 from volumes.engine.remote import DirectRemote
 from volumes.exceptions import IntegrityError
@@ -36,13 +36,13 @@ def forks(monkeypatch):
         return pid
 
     monkeypatch.setattr(sync, "SHARE_AFTER", 1)
-    monkeypatch.setattr(sync, "_cores", lambda: 2)
-    monkeypatch.setattr(sync.os, "fork", counted_fork)
+    monkeypatch.setattr(forked, "cores", lambda: 2)
+    monkeypatch.setattr(forked.os, "fork", counted_fork)
     return made
 
 
 def one_process(monkeypatch):
-    monkeypatch.setattr(sync, "_cores", lambda: 1)
+    monkeypatch.setattr(forked, "cores", lambda: 1)
 
 
 def build(tree):
@@ -217,8 +217,9 @@ def test_a_damaged_blob_in_the_childs_share_fails_the_pull_as_in_one_process(vol
 def test_a_pull_whose_child_dies_is_finished_by_the_parent(volume, tmp_path, monkeypatch, forks):
     commit(volume, tmp_path / "writer", _write)
     writer = WorkerCache(tmp_path / "writer", 10**12).volume(volume.workspace_id, volume.name).tree
-    real = sync._in_child
-    monkeypatch.setattr(sync, "_in_child", lambda work: real(lambda: (work(), os._exit(3))))  # dies after its work
+    real = forked.run_in_child
+    # The child dies after doing its work, before it can send anything back.
+    monkeypatch.setattr(forked, "run_in_child", lambda work: real(lambda: (work(), os._exit(3))))
     forks.clear()
     remote, lease, cached, base, stats = checkout(volume, tmp_path / "reader")
     remote.release(lease)

@@ -9,13 +9,10 @@ One file over 500 lines on purpose: pull and push are two halves of one manifest
 """
 from __future__ import annotations
 
-import ctypes
-import gc
 import hashlib
 import itertools
 import marshal
 import os
-import signal
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,10 +24,10 @@ from typing import Callable, Iterator, Sequence
 from .. import conf
 from ..exceptions import IntegrityError
 from ..ops import metrics
-from . import commits, history
+from . import commits, forked, history
 from .cache import CachedVolume, remove_tree
 from .commits import ChangeCounts
-from .faults import crash_point, injecting
+from .faults import crash_point
 from .leases import Lease
 from ..storage.keys import MAX_NAME_BYTES, MAX_PATH_BYTES
 from .manifest import DIR, FILE, LINK, MAX_DEPTH, PERMISSIONS, Entry, Manifest, path_problem
@@ -162,14 +159,6 @@ _TOO_LONG_HERE = (f"with this worker's cache folder its path passes the system's
 # A tree this big (entries the hash cache or the base expect, or entries walked so far) is walked by two
 # processes: what one process does per entry is Python under the GIL, so threads cannot share it.
 SHARE_AFTER = 2_000
-_libc: ctypes.CDLL | None = None
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class _Walk:
@@ -307,73 +296,6 @@ class _Walk:
         self.hashed += hashed
 
 
-def _in_child(work: Callable[[], bytes]) -> tuple[int, int] | None:
-    """Fork a process that runs `work` and sends back the bytes it returns. Returns (its pid, the pipe they come
-    on), or None where no process can be forked. The child never touches the database, logs or the parent's
-    buffers: `work` does file system calls and returns marshalled data."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork
-    read_fd, write_fd = os.pipe()
-    collecting = gc.isenabled()
-    gc.disable()  # the child must never run a finalizer of the parent's garbage (a database connection's, say)
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
-        if collecting:
-            gc.enable()
-        return None
-    if pid == 0:
-        code = 1
-        try:
-            _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: it never outlives the sync it is part of
-            os.close(read_fd)
-            view = memoryview(work())
-            while view:
-                view = view[os.write(write_fd, view):]
-            code = 0
-        finally:
-            os._exit(code)  # no atexit handlers, no flushing of the parent's buffers
-    if collecting:
-        gc.enable()
-    os.close(write_fd)
-    return pid, read_fd
-
-
-def _result_of(child: tuple[int, int]) -> bytes | None:
-    """The child's bytes once it has finished, or None if it failed (its share is then done again here)."""
-    pid, read_fd = child
-    chunks = []
-    try:
-        while chunk := os.read(read_fd, 1 << 20):
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:  # reaped by someone else: only a complete result loads
-            status = 0
-    return b"".join(chunks) if status == 0 and chunks else None
-
-
-def _stop_child(child: tuple[int, int]) -> None:
-    pid, read_fd = child
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
-    os.close(read_fd)
-
-
-def _can_share() -> bool:
-    """Whether work may be shared with a forked process: two cores or more, and no crash or pause injected
-    (tests/engine/test_crash.py stops the process that reaches a crash point, and expects it to be this one)."""
-    return hasattr(os, "fork") and _cores() > 1 and not injecting()
-
-
 def scan(
     tree: Path, hashes: dict[str, list], warn: Log = _noop, max_file_size: int | None = None,
     threads: int | None = None, skipped: list[str] | None = None, strip: bool = False, base: Manifest | None = None,
@@ -392,7 +314,7 @@ def scan(
     threads = threads or conf.get("TRANSFER_THREADS")
     pending: list[tuple[str, str]] = [(root, "")]  # iterative: any depth, no recursion limit
     share_when = None
-    if _can_share():
+    if forked.can_share():
         expected = max(len(hashes), len(known))
 
         def share_when(walked: int, waiting: int) -> bool:
@@ -410,10 +332,10 @@ def scan(
                 share.hash_files(root, threads)
                 return share.export()
 
-            child = _in_child(walk_theirs)
+            child = forked.run_in_child(walk_theirs)
             walk.folders(pending)
             walk.hash_files(root, threads)
-            export = _result_of(child) if child is not None else None
+            export = forked.result_of(child) if child is not None else None
             child = None
             if export is None:
                 walk.folders(theirs)
@@ -422,7 +344,7 @@ def scan(
         walk.hash_files(root, threads)
     finally:
         if child is not None:
-            _stop_child(child)
+            forked.stop(child)
     for warning in walk.warnings:
         warn(warning)
     if skipped is not None:
@@ -619,7 +541,8 @@ def pull(
     threads = remote.pull_threads(lease)
     theirs: list[Entry] = []
     child = None
-    if threads == 1 and not copies and len(wanted) >= SHARE_AFTER and remote.local_files(lease) and _can_share():
+    shareable = threads == 1 and not copies and len(wanted) >= SHARE_AFTER and remote.local_files(lease)
+    if shareable and forked.can_share():
         # Local copies are Python and small syscalls a file: a forked process takes every other file.
         theirs, wanted = wanted[1::2], wanted[::2]
 
@@ -627,12 +550,12 @@ def pull(
             remote.notify = None  # a retry notice would go to the job's log from this process
             return marshal.dumps([result[1:3] for result in map(fetch, theirs)])
 
-        child = _in_child(fetch_theirs)
+        child = forked.run_in_child(fetch_theirs)
     try:
         for result in _transfer(fetch, wanted, threads):
             landed(*result)
         if child is not None:
-            fetched, child = _result_of(child), None
+            fetched, child = forked.result_of(child), None
             if fetched is None:  # it failed: fetch its share here (the same error, if there is one, is raised here)
                 for result in map(fetch, theirs):
                     landed(*result)
@@ -641,7 +564,7 @@ def pull(
                     landed(entry, key, seen, False)
     finally:
         if child is not None:
-            _stop_child(child)
+            forked.stop(child)
     dirty = dirty or bool(wanted or theirs)
     # 4. Links, recreated from their target text.
     for entry in target.entries.values():
