@@ -29,6 +29,22 @@ def checkout(volume, cache_root, holder="test", ttl=None, wait=None):
     return remote, lease, cached, base, stats
 
 
+def pull_refused(volume, cache_root, error, holder="test", wait=None):
+    """A pull into a fresh checkout of `cache_root` that must raise `error`: (the error, the cached volume).
+    The lease is let go whatever happens."""
+    import pytest
+
+    remote = DirectRemote()
+    lease = remote.acquire(volume.workspace_id, volume.name, holder, wait=wait)
+    cached = WorkerCache(cache_root, 10**12).volume(volume.workspace_id, volume.name)
+    try:
+        with pytest.raises(error) as info:
+            sync.pull(remote, lease, cached)
+    finally:
+        remote.release(lease)
+    return info.value, cached
+
+
 def commit(volume, cache_root, mutate, holder="test"):
     """Check out, apply mutate(tree), push and release; returns the push stats."""
     remote, lease, cached, base, _ = checkout(volume, cache_root, holder)

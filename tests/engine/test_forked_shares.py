@@ -14,12 +14,11 @@ import pytest
 
 from volumes.engine import forked, sync
 from volumes.engine.cache import WorkerCache
-from volumes.engine.remote import DirectRemote
 from volumes.exceptions import IntegrityError
 from volumes.engine.manifest import Manifest
 from volumes.exceptions import LimitExceeded
 
-from .helpers import checkout, commit, tree_listing
+from .helpers import checkout, commit, pull_refused, tree_listing
 from .test_change_detection import coarse_fs, within_one_second  # noqa: F401 - a fixture
 
 
@@ -200,16 +199,9 @@ def test_a_damaged_blob_in_the_childs_share_fails_the_pull_as_in_one_process(vol
     os.chmod(blob, 0o644)
     blob.write_bytes(b"not what was stored")
     forks.clear()
-    remote = DirectRemote()
-    lease = remote.acquire(volume.workspace_id, volume.name, "reader")
-    cached = WorkerCache(tmp_path / "reader", 10**12).volume(volume.workspace_id, volume.name)
-    try:
-        with pytest.raises(IntegrityError) as failed:
-            sync.pull(remote, lease, cached)
-    finally:
-        remote.release(lease)
+    failed, cached = pull_refused(volume, tmp_path / "reader", IntegrityError, holder="reader")
     assert forks, "the pull was not shared"
-    assert repr(damaged.path) in str(failed.value) and "does not match its hash" in str(failed.value)
+    assert repr(damaged.path) in str(failed) and "does not match its hash" in str(failed)
     assert not os.listdir(cached.staging)
 
 

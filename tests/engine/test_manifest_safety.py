@@ -12,11 +12,10 @@ from volumes.engine import sync
 from volumes.engine.cache import WorkerCache
 from volumes.engine.commits import ChangeCounts
 from volumes.engine.manifest import DIR, FILE, Entry, Manifest
-from volumes.engine.remote import DirectRemote
 from volumes.exceptions import IntegrityError
 from volumes.models import Volume
 
-from .helpers import checkout, commit
+from .helpers import checkout, commit, pull_refused
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,15 +133,8 @@ def test_a_generation_with_a_path_the_cache_cannot_hold_is_refused_with_what_to_
     deep = "/".join(["\u00e9" * 127] * 16) + "/leaf.txt"  # 4,088 bytes: a volume holds it, no cache folder does
     file_put(volume, "kept.txt", io.BytesIO(b"kept"))
     file_put(volume, deep, io.BytesIO(b"uploaded"))
-    remote = DirectRemote()
-    lease = remote.acquire(volume.workspace_id, volume.name, "worker")
-    cached = WorkerCache(cache_root, 10**12).volume(volume.workspace_id, volume.name)
-    try:
-        with pytest.raises(IntegrityError) as refused:
-            sync.pull(remote, lease, cached)
-    finally:
-        remote.release(lease)
-    assert "VOLUMES_CACHE_DIR" in str(refused.value) and "a path of 4,0" in str(refused.value)
+    refused, cached = pull_refused(volume, cache_root, IntegrityError, holder="worker")
+    assert "VOLUMES_CACHE_DIR" in str(refused) and "a path of 4,0" in str(refused)
     assert not os.listdir(cached.tree)  # refused before anything was written
     file_move(volume, deep, "leaf.txt")
     file_delete(volume, deep.partition("/")[0])  # the folders, too deep for the cache as well

@@ -156,6 +156,11 @@ OS_PATH_BYTES = 4095  # the longest path the system takes (PATH_MAX less its ter
 _TOO_LONG_HERE = (f"with this worker's cache folder its path passes the system's limit of {OS_PATH_BYTES:,} bytes, "
                   "so the cache cannot hold it")
 
+def _room_in(folder: str | Path) -> int:
+    """Bytes left for what a path holds below `folder` before the whole path passes the system's limit."""
+    return OS_PATH_BYTES - 1 - len(os.fsencode(folder))
+
+
 # A tree this big (entries the hash cache or the base expect, or entries walked so far) is walked by two
 # processes: what one process does per entry is Python under the GIL, so threads cannot share it.
 SHARE_AFTER = 2_000
@@ -189,7 +194,7 @@ class _Walk:
                 return
             directory, rel = pending.pop()
             # Bytes a name may have here: a volume's limits, and the system's on the whole path in the cache.
-            room = OS_PATH_BYTES - 1 - len(os.fsencode(directory))
+            room = _room_in(directory)
             limit = min(MAX_NAME_BYTES, MAX_PATH_BYTES - len(os.fsencode(rel)), room)
             if rel.count("/") >= MAX_DEPTH:
                 limit = -1
@@ -601,7 +606,7 @@ def pull(
 def _check_fits(cached: CachedVolume, target: Manifest, volume_name: str) -> None:
     """Refuse, before anything is written, a generation with a path this cache cannot hold (the system's limit
     on a whole path counts the cache folder too; a shorter one, or an upload, may have committed it)."""
-    room = OS_PATH_BYTES - 1 - len(os.fsencode(cached.tree))
+    room = _room_in(cached.tree)
     if max(map(len, target.entries), default=0) * 4 <= room:  # a character is at most 4 bytes of UTF-8
         return
     for path in target.entries:
