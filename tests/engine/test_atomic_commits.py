@@ -74,10 +74,10 @@ def test_a_storage_error_on_the_second_volume_commits_neither(two, monkeypatch):
     remote = two[0][0]
     real = type(remote).upload_blob
 
-    def flaky(self, lease: Lease, digest, path):
+    def flaky(self, lease: Lease, digest, path, hashed_as=None):
         if lease.volume_name == "beta":
             raise StorageUnavailable("test storage", "the upload failed")
-        return real(self, lease, digest, path)
+        return real(self, lease, digest, path, hashed_as)
 
     monkeypatch.setattr(type(remote), "upload_blob", flaky)
     with pytest.raises(StorageUnavailable):

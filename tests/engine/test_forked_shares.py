@@ -14,9 +14,11 @@ import pytest
 
 from volumes.engine import forked, sync
 from volumes.engine.cache import WorkerCache
+from volumes.engine.remote import DirectRemote
 from volumes.exceptions import IntegrityError
 from volumes.engine.manifest import Manifest
 from volumes.exceptions import LimitExceeded
+from volumes.models import Volume
 
 from .helpers import checkout, commit, pull_refused, tree_listing
 from .test_change_detection import coarse_fs, within_one_second  # noqa: F401 - a fixture
@@ -219,3 +221,81 @@ def test_a_pull_whose_child_dies_is_finished_by_the_parent(volume, tmp_path, mon
     assert tree_listing(cached.tree) == tree_listing(writer)
     _, _, hashed = sync.scan(cached.tree, cached.load_hashes(), base=base)
     assert hashed == 0
+
+
+def _store_files(storage_root):
+    """(blob names, temp files) under the store's root."""
+    files = [p for p in storage_root.rglob("*") if p.is_file()]
+    return ({p.name for p in files if "/blobs/" in str(p) and not p.name.endswith(".volumes-tmp")},
+            [p for p in files if p.name.endswith(".volumes-tmp")])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_shares_its_uploads_with_a_second_process_and_stores_every_blob_exactly(
+        volume, tmp_path, storage_root, forks):
+    stats = commit(volume, tmp_path / "writer", _write)
+    assert stats.files_pushed == 42
+    assert len(forks) == 2, "the scan and the uploads were not both shared"
+    blobs, temps = _store_files(storage_root)
+    assert not temps
+    writer = WorkerCache(tmp_path / "writer", 10**12).volume(volume.workspace_id, volume.name).tree
+    assert blobs == {hashlib.sha256(p.read_bytes()).hexdigest() for p in writer.rglob("f*.txt")}
+    for name in blobs:  # each stored blob is its own content
+        blob = next(storage_root.rglob(f"blobs/{name}"))
+        assert hashlib.sha256(blob.read_bytes()).hexdigest() == name
+    remote, lease, cached, _, _ = checkout(volume, tmp_path / "reader")
+    remote.release(lease)
+    assert tree_listing(cached.tree) == tree_listing(writer)
+
+
+class _ChangesTheChildsShare(DirectRemote):
+    """A process that outlived its job rewrites the third file the forked process uploads, just before it does."""
+
+    parent = os.getpid()
+    uploads = 0
+
+    def upload_blob(self, lease, digest, local_path, hashed_as=None):
+        if os.getpid() != self.parent:
+            self.uploads += 1
+            if self.uploads == 3:
+                with open(local_path, "r+b") as fh:
+                    fh.write(b"X")
+        super().upload_blob(lease, digest, local_path, hashed_as)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_in_the_childs_share_of_the_uploads_fails_the_push_as_in_one_process(
+        volume, tmp_path, storage_root, forks):
+    remote, lease, cached, base, _ = checkout(volume, tmp_path / "writer")
+    try:
+        _write(cached.tree)
+        forks.clear()
+        with pytest.raises(IntegrityError, match="changed while it was uploaded"):
+            sync.push(_ChangesTheChildsShare(), lease, cached, base)
+    finally:
+        remote.release(lease)
+    assert len(forks) == 2
+    blobs, temps = _store_files(storage_root)
+    assert not blobs and not temps, "a failed push left blobs or temp files in the store"
+    assert Volume.objects.get(pk=volume.pk).generation == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_push_whose_upload_child_dies_is_finished_by_the_parent(volume, tmp_path, storage_root, monkeypatch, forks):
+    real = forked.run_in_child
+    calls = []
+
+    def second_child_dies(work):  # the first child shares the scan, the second the uploads
+        calls.append(work)
+        return real(lambda: (work(), os._exit(3)) if len(calls) == 2 else work())
+
+    monkeypatch.setattr(forked, "run_in_child", second_child_dies)
+    stats = commit(volume, tmp_path / "writer", _write)
+    assert len(calls) == 2 and stats.files_pushed == 42
+    remote, lease, cached, _, _ = checkout(volume, tmp_path / "reader")
+    remote.release(lease)
+    writer = WorkerCache(tmp_path / "writer", 10**12).volume(volume.workspace_id, volume.name).tree
+    assert tree_listing(cached.tree) == tree_listing(writer)
+    # The dead child's temp files are never blobs; the garbage collector removes them (incomplete uploads).
+    blobs, temps = _store_files(storage_root)
+    assert len(blobs) == 42 and all(t.name.startswith(".") for t in temps)

@@ -157,16 +157,27 @@ def test_a_damaged_blob_is_detected_on_pull(volume, tmp_path, storage_root):
 
 
 class ChangesFileBeforeUpload(DirectRemote):
-    """A process that outlived its job rewrites a file after the push hashed it, before its upload."""
+    """A process that outlived its job rewrites a file after the push hashed it, before its upload; `same_times`:
+    and sets its times back, so only its ctime (which no process can set) tells the change."""
 
-    def upload_blob(self, lease, digest, local_path):
+    same_times = False
+
+    def upload_blob(self, lease, digest, local_path, hashed_as=None):
+        before = os.stat(local_path)
         with open(local_path, "r+b") as fh:
             fh.write(b"X")
-        super().upload_blob(lease, digest, local_path)
+        if self.same_times:
+            os.utime(local_path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        super().upload_blob(lease, digest, local_path, hashed_as)
 
 
+class ChangesFileKeepingItsTimes(ChangesFileBeforeUpload):
+    same_times = True
+
+
+@pytest.mark.parametrize("writer", [ChangesFileBeforeUpload, ChangesFileKeepingItsTimes])
 def test_a_file_changed_between_hashing_and_upload_fails_the_push_and_is_never_stored_under_that_hash(
-        volume, tmp_path):
+        volume, tmp_path, writer):
     from volumes.storage.factory import store_for_storage
     from volumes.storage.keys import blob_key, volume_prefix
 
@@ -175,7 +186,7 @@ def test_a_file_changed_between_hashing_and_upload_fails_the_push_and_is_never_s
     digest = sync.hash_file(cached.tree / "data.bin")
     try:
         with pytest.raises(IntegrityError, match="changed while it was uploaded"):
-            sync.push(ChangesFileBeforeUpload(), lease, cached, base)
+            sync.push(writer(), lease, cached, base)
     finally:
         leases.release(lease)
     store = store_for_storage(volume.storage)

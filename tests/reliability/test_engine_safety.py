@@ -63,10 +63,10 @@ def test_a_job_failing_on_any_of_its_volumes_commits_none_of_them(run, workspace
                 Volume.objects.filter(pk=lease.volume_id).update(generation=lease.generation + 7)
         return result
 
-    def upload(self, lease, digest, path):
+    def upload(self, lease, digest, path, hashed_as=None):
         if fault.get("cause") == "storage error" and fault.get("volume") == lease.volume_name:
             raise StorageUnavailable("test storage", "the upload was refused")
-        return real_upload(self, lease, digest, path)
+        return real_upload(self, lease, digest, path, hashed_as)
 
     monkeypatch.setattr(sync, "push_prepare", prepare)
     monkeypatch.setattr(DirectRemote, "upload_blob", upload)

@@ -287,8 +287,8 @@ class StopsStorageAfterUploads(DirectRemote):
         super().__init__()
         self.storage, self.after, self.uploads, self.lock = storage, after, 0, threading.Lock()
 
-    def upload_blob(self, lease, digest, local_path) -> None:
-        super().upload_blob(lease, digest, local_path)
+    def upload_blob(self, lease, digest, local_path, hashed_as=None) -> None:
+        super().upload_blob(lease, digest, local_path, hashed_as)
         with self.lock:
             self.uploads += 1
             if self.uploads == self.after:
@@ -329,8 +329,8 @@ class RestartsStorageAfterUploads(StopsStorageAfterUploads):
         super().__init__(storage, after)
         self.down_for, self.restarter = down_for, None
 
-    def upload_blob(self, lease, digest, local_path) -> None:
-        super().upload_blob(lease, digest, local_path)
+    def upload_blob(self, lease, digest, local_path, hashed_as=None) -> None:
+        super().upload_blob(lease, digest, local_path, hashed_as)
         with self.lock:
             if self.uploads == self.after:
                 self.restarter = threading.Timer(self.down_for, self.storage.start)

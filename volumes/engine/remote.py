@@ -10,7 +10,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from typing import Callable, ContextManager, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from .. import conf
 from ..exceptions import NotFound
@@ -36,16 +36,19 @@ class Remote(ABC):
     def pull_threads(self, lease: Lease) -> int:
         return conf.get("TRANSFER_THREADS")
 
-    def local_files(self, lease: Lease) -> bool:
-        """Whether the volume's blobs are files on this machine, reached without a connection a forked
-        process would share (a pull may then share copying them with one)."""
-        return False
+    def blob_folder(self, lease: Lease) -> str | None:
+        """The folder where the volume's blobs are plain files named by their hash, on this machine and read
+        without a connection a forked process would share (a pull copies them itself, and may share the
+        copying with a fork); None for every other store."""
+        return None
 
     def push_threads(self, lease: Lease) -> int:
         return conf.get("TRANSFER_THREADS")
 
-    def upload_batch(self, lease: Lease) -> ContextManager[None]:
-        """Uploads made inside may be finished (made durable and visible) only when it exits."""
+    def upload_batch(self, lease: Lease) -> ContextManager[Any]:
+        """Uploads made inside may be finished (made durable and visible) only when it exits. It gives a local
+        store's batch of blob files (storage/filesystem.py, `written` and `adopt`: a forked process may take a
+        share of the uploads), else None."""
         return nullcontext()
 
     @abstractmethod
@@ -85,7 +88,9 @@ class Remote(ABC):
     def download_blob(self, lease: Lease, digest: str, local_path: str) -> None: ...
 
     @abstractmethod
-    def upload_blob(self, lease: Lease, digest: str, local_path: str) -> None: ...
+    def upload_blob(self, lease: Lease, digest: str, local_path: str, hashed_as: list | None = None) -> None:
+        """Store the file as the blob `digest`, refusing other bytes. `hashed_as`: the file's stat key when the
+        caller hashed it (a local store may then copy it without hashing it again while it is that file)."""
 
     def download_blob_hashed(self, lease: Lease, digest: str, local_path: str) -> str:
         """Download like download_blob; returns the SHA-256 (hex) of the bytes written."""
@@ -124,10 +129,10 @@ class DirectRemote(Remote):
         # connections would not see this thread's transaction, and would be left open).
         self._store(lease)
 
-    def local_files(self, lease: Lease) -> bool:
-        """Whether the volume's blobs are files on this machine (a pull may share copying them with a fork)."""
-        store, _ = self._store(lease)
-        return store.kind == "filesystem"
+    def blob_folder(self, lease: Lease) -> str | None:
+        store, prefix = self._store(lease)
+        sample = store.local_file(blob_key(prefix, "0" * 64))
+        return None if sample is None else sample.rpartition("/")[0]
 
     def pull_threads(self, lease: Lease) -> int:
         # Pulling from a local disk is mostly small syscalls and Python per file: threads only queued
@@ -142,16 +147,16 @@ class DirectRemote(Remote):
         return 1 if store.kind == "filesystem" else conf.get("TRANSFER_THREADS")
 
     @contextmanager
-    def upload_batch(self, lease: Lease) -> Iterator[None]:
+    def upload_batch(self, lease: Lease) -> Iterator[Any]:
         # A local folder flushes the whole batch at once (one syncfs instead of an fsync per blob).
         store, _ = self._store(lease)
         if store.kind != "filesystem":
-            yield
+            yield None
             return
         with store.write_batch() as batch:
             self._batches[lease.volume_id] = batch
             try:
-                yield
+                yield batch
             finally:
                 self._batches.pop(lease.volume_id, None)
 
@@ -221,13 +226,13 @@ class DirectRemote(Remote):
         store, prefix = self._store(lease)
         return store.get_file_sha256(blob_key(prefix, digest), local_path)
 
-    def upload_blob(self, lease: Lease, digest: str, local_path: str) -> None:
+    def upload_blob(self, lease: Lease, digest: str, local_path: str, hashed_as: list | None = None) -> None:
         store, prefix = self._store(lease)
         # Verified as it streams (the file may change after it was hashed) and create-only: a blob
         # already there is never replaced, whoever holds the lease.
         batch = self._batches.get(lease.volume_id)
         if batch is not None:
-            batch.put_file(blob_key(prefix, digest), local_path, sha256=digest)
+            batch.put_file(blob_key(prefix, digest), local_path, sha256=digest, hashed_as=hashed_as)
         else:
             store.put_file(blob_key(prefix, digest), local_path, sha256=digest, create_only=True)
         crash_point("push.after_blob_upload")

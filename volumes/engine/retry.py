@@ -154,6 +154,9 @@ class RetryingStore(ObjectStore):
     def get_file_sha256(self, key: str, local_path: str | Path) -> str:
         return self._call(f"a download of {key}", lambda: self.inner.get_file_sha256(key, local_path))
 
+    def local_file(self, key: str) -> str | None:
+        return self.inner.local_file(key)  # the caller falls back to get_file_sha256 (retried) on any error
+
     def get_bytes(self, key: str) -> bytes:
         return self._call(f"a read of {key}", lambda: self.inner.get_bytes(key))
 
@@ -190,5 +193,12 @@ class _RetryingBatch:
         self.store = store
         self.batch = batch
 
-    def put_file(self, key: str, local_path: str | Path, sha256: str | None = None) -> None:
-        self.store._call(f"an upload of {key}", lambda: self.batch.put_file(key, local_path, sha256=sha256))
+    def __getattr__(self, name: str):  # written, adopt: the inner batch's own
+        if name == "batch":
+            raise AttributeError(name)
+        return getattr(self.batch, name)
+
+    def put_file(self, key: str, local_path: str | Path, sha256: str | None = None,
+                 hashed_as: list | None = None) -> None:
+        self.store._call(f"an upload of {key}",
+                         lambda: self.batch.put_file(key, local_path, sha256=sha256, hashed_as=hashed_as))

@@ -29,6 +29,7 @@ from .cache import CachedVolume, remove_tree
 from .commits import ChangeCounts
 from .faults import crash_point
 from .leases import Lease
+from ..storage.filesystem import copy_if_unchanged
 from ..storage.keys import MAX_NAME_BYTES, MAX_PATH_BYTES
 from .manifest import DIR, FILE, LINK, MAX_DEPTH, PERMISSIONS, Entry, Manifest, path_problem
 from .remote import Remote
@@ -502,7 +503,15 @@ def pull(
     staging = os.fspath(cached.staging)
     names = itertools.count()
 
+    blobs = remote.blob_folder(lease) if verify else None
+
     def fetch(entry: Entry) -> tuple[Entry, list, int, bool]:
+        if blobs is not None and entry.path not in remaining and entry.hash not in copies:
+            full = _safe_target(root, entry.path, verified)
+            key = _copy_new(f"{blobs}/{entry.hash}", full, entry)
+            if key is not None:
+                crash_point("pull.after_file")
+                return entry, key, time.time_ns(), False
         tmp = f"{staging}/{os.getpid()}-{next(names)}"  # a forked share (below) names its own
         copied = entry.hash in copies and _copy_seed(*copies[entry.hash], tmp)
         if copied:
@@ -546,7 +555,7 @@ def pull(
     threads = remote.pull_threads(lease)
     theirs: list[Entry] = []
     child = None
-    shareable = threads == 1 and not copies and len(wanted) >= SHARE_AFTER and remote.local_files(lease)
+    shareable = threads == 1 and not copies and len(wanted) >= SHARE_AFTER and blobs is not None
     if shareable and forked.can_share():
         # Local copies are Python and small syscalls a file: a forked process takes every other file.
         theirs, wanted = wanted[1::2], wanted[::2]
@@ -603,6 +612,50 @@ def pull(
     return target, stats
 
 
+def _copy_new(blob: str, full: str, entry: Entry) -> list | None:
+    """Copy a blob file of a local store to `full`, a path nothing holds, as the entry (hashed as it is copied,
+    mode and time set through the open file): the new file's stat key. No temp name, rename or lookup by path
+    after the opens: the cost of a small file here is mostly syscalls. None, leaving nothing at `full`, when
+    the blob cannot be read or does not match its entry, or `full` exists: the store's own path then does it
+    (and says what is wrong, with retries)."""
+    try:
+        src = os.open(blob, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    dst = None
+    try:
+        dst = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        digest, left = hashlib.sha256(), entry.size
+        while left > 0:  # the entry's size: a blob's first `size` bytes with the entry's hash are the file
+            chunk = os.read(src, min(CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(dst, view):]
+        if left or digest.hexdigest() != entry.hash:
+            raise ValueError("not the entry's bytes")
+        os.fchmod(dst, entry.mode & PERMISSIONS)
+        os.utime(dst, ns=(entry.mtime_ns, entry.mtime_ns))
+        key = _stat_key(os.fstat(dst))
+        fd, dst = dst, None
+        os.close(fd)
+        return key
+    except FileExistsError:
+        return None
+    except BaseException as exc:
+        if dst is not None:
+            os.close(dst)
+            os.unlink(full)
+        if isinstance(exc, (OSError, ValueError)):
+            return None
+        raise
+    finally:
+        os.close(src)
+
+
 def _check_fits(cached: CachedVolume, target: Manifest, volume_name: str) -> None:
     """Refuse, before anything is written, a generation with a path this cache cannot hold (the system's limit
     on a whole path counts the cache folder too; a shorter one, or an upload, may have committed it)."""
@@ -634,34 +687,14 @@ def _seeds(seeds: Sequence[CachedVolume], wanted: list[Entry]) -> dict[str, tupl
 
 def _copy_seed(source: str, key: list, tmp: str) -> bool:
     """Copy `source` to `tmp` if it is still the very file its hash cache entry (`key`) vouches for."""
+    dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        st = os.fstat(src)
-        if not stat.S_ISREG(st.st_mode) or _stat_key(st) != key:
-            return False
-        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                while os.copy_file_range(src, dst, max(st.st_size, 1) * 2):
-                    pass
-            except OSError:  # no copy_file_range here (another filesystem, an old kernel): plain copy
-                os.lseek(src, 0, os.SEEK_SET)
-                os.ftruncate(dst, 0)
-                os.lseek(dst, 0, os.SEEK_SET)
-                while chunk := os.read(src, CHUNK):
-                    os.write(dst, chunk)
-            written = os.fstat(dst).st_size
-        finally:
-            os.close(dst)
-        if _stat_key(os.fstat(src)) != key or written != st.st_size:
-            os.unlink(tmp)  # changed while copied: download it instead
-            return False
-        return True
+        copied = copy_if_unchanged(source, key, dst)
     finally:
-        os.close(src)
+        os.close(dst)
+    if not copied:
+        os.unlink(tmp)  # not that file (any more): download it instead
+    return copied
 
 
 @dataclass
@@ -720,15 +753,51 @@ def push_prepare(
 
     def send(digest: str) -> Entry:
         entry = by_hash[digest]
-        remote.upload_blob(lease, digest, f"{root}/{entry.path}")
+        record = hashes.get(entry.path)  # the stat it was hashed under: a local store copies it without hashing again
+        remote.upload_blob(lease, digest, f"{root}/{entry.path}",
+                           hashed_as=record[:5] if record and record[5] == digest else None)
         return entry
 
-    with remote.upload_batch(lease):  # every blob is stored when it exits
-        for entry in _transfer(send, sorted(missing), remote.push_threads(lease)):
-            done += entry.size
-            stats.files_pushed += 1
-            stats.bytes_pushed += entry.size
-            progress(done, total)
+    def sent(entry: Entry) -> None:
+        nonlocal done
+        done += entry.size
+        stats.files_pushed += 1
+        stats.bytes_pushed += entry.size
+        progress(done, total)
+
+    uploads, theirs, child = sorted(missing), [], None
+    threads = remote.push_threads(lease)
+    with remote.upload_batch(lease) as batch:  # every blob is stored when it exits
+        if batch is not None and threads == 1 and len(uploads) >= SHARE_AFTER and forked.can_share():
+            # Copies into a local store are Python and small syscalls a file: a forked process takes every other.
+            theirs, uploads = uploads[1::2], uploads[::2]
+
+            def upload_theirs() -> bytes:
+                remote.notify = None  # a retry notice would go to the job's log from this process
+                try:
+                    for digest in theirs:
+                        send(digest)
+                except BaseException:
+                    batch.discard()  # its own temp files only: the parent has written none yet
+                    raise
+                return marshal.dumps(batch.written())
+
+            child = forked.run_in_child(upload_theirs)
+        try:
+            for entry in _transfer(send, uploads, threads):
+                sent(entry)
+            if child is not None:
+                written, child = forked.result_of(child), None
+                if written is None:  # it failed: upload its share here (the same error, if there is one, is raised here)
+                    for entry in map(send, theirs):
+                        sent(entry)
+                else:
+                    batch.adopt(marshal.loads(written))
+                    for digest in theirs:
+                        sent(by_hash[digest])
+        finally:
+            if child is not None:
+                forked.stop(child)
     stats.files_deleted = counts.files_deleted
     metrics.observe_sync("push", stats, time.monotonic() - started)
     return PreparedCommit(lease, cached, base, current, counts, stats, job_id, message, log), stats

@@ -174,6 +174,12 @@ class ObjectStore(ABC):
                 digest.update(chunk)
         return digest.hexdigest()
 
+    def local_file(self, key: str) -> str | None:
+        """The object's plain file on this machine, read without a connection (a forked process may read it
+        too), for a caller that copies many small objects itself; None for every other store, and for any
+        wrapper that must see each read (fault injection)."""
+        return None
+
     @abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """The whole object in memory."""

@@ -158,11 +158,17 @@ class _FaultyBatch:
         self.store = store
         self.batch = batch
 
-    def put_file(self, key: str, local_path: str | Path, sha256: str | None = None) -> None:
+    def __getattr__(self, name: str):  # written, adopt: the inner batch's own
+        if name == "batch":
+            raise AttributeError(name)
+        return getattr(self.batch, name)
+
+    def put_file(self, key: str, local_path: str | Path, sha256: str | None = None,
+                 hashed_as: list | None = None) -> None:
         if self.store._fault("put_file", key) == TRUNCATE:
             data = Path(local_path).read_bytes()
             with tempfile.NamedTemporaryFile() as half:
                 half.write(data[: len(data) // 2])
                 half.flush()
                 return self.batch.put_file(key, half.name)
-        self.batch.put_file(key, local_path, sha256=sha256)
+        self.batch.put_file(key, local_path, sha256=sha256, hashed_as=hashed_as)

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import secrets
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,44 @@ from ..exceptions import VolumesError
 from .base import CHUNK_SIZE, BackendStore, changed_while_uploading, check_prefix, check_range, short_error
 
 _TMP_SUFFIX = ".volumes-tmp"  # temp files of unfinished writes; never listed as keys
+
+
+def copy_if_unchanged(source: str, stat_key: list | tuple, dst: int) -> bool:
+    """Copy `source` into the empty open file `dst` if it is, before and after the copy, the very file `stat_key`
+    (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) describes: a file whose content was hashed under that
+    stat needs no second hash (a write since would have moved its ctime). copy_file_range: a reflink where
+    the filesystem can, else a copy in the kernel. False, `dst` left empty, when it is not that file."""
+    key = list(stat_key)
+    try:
+        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode) or _stat_key(st) != key:
+            return False
+        try:
+            while os.copy_file_range(src, dst, max(st.st_size, 1) * 2):
+                pass
+        except OSError:  # no copy_file_range here (another filesystem, an old kernel): plain copy
+            os.lseek(src, 0, os.SEEK_SET)
+            os.ftruncate(dst, 0)
+            os.lseek(dst, 0, os.SEEK_SET)
+            while chunk := os.read(src, CHUNK_SIZE):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(dst, view):]
+        if _stat_key(os.fstat(src)) == key and os.fstat(dst).st_size == st.st_size:
+            return True
+        os.ftruncate(dst, 0)  # changed while copied
+        os.lseek(dst, 0, os.SEEK_SET)
+        return False
+    finally:
+        os.close(src)
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 class FileSystemStore(BackendStore):
@@ -150,6 +189,9 @@ class FileSystemStore(BackendStore):
                 if not chunk:
                     break
                 dst.write(chunk)
+
+    def local_file(self, key: str) -> str:
+        return self._path(key)
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
@@ -353,9 +395,12 @@ class _FileBatch:
         self.folders: set[str] = set()
         self.lock = threading.Lock()
 
-    def put_file(self, key: str, local_path: str | Path, sha256: str | None = None) -> None:
+    def put_file(self, key: str, local_path: str | Path, sha256: str | None = None,
+                 hashed_as: list | None = None) -> None:
         """Copy `local_path` to a temp file under `key`'s folder; with `sha256`, refuse bytes that do not
-        hash to it (the file changed since it was hashed). Only a complete, verified copy is kept."""
+        hash to it (the file changed since it was hashed). Only a complete, verified copy is kept.
+        `hashed_as`: the file's stat key when it was hashed to `sha256`; while it is still that file, it is
+        copied without hashing it again (copy_if_unchanged)."""
         store = self.store
         path = store._path(key)
         source = store._local_source(local_path)
@@ -367,27 +412,42 @@ class _FileBatch:
             tmp = f"{folder}/.{name[:100]}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            digest = hashlib.sha256()
-            src = os.open(source, os.O_RDONLY)
             try:
-                left = os.fstat(src).st_size
-                while chunk := os.read(src, min(CHUNK_SIZE, max(left, 0) + 1)):
-                    left -= len(chunk)
-                    digest.update(chunk)
-                    view = memoryview(chunk)
-                    with store._errors():
-                        while view:
-                            view = view[os.write(fd, view):]
+                with store._errors():
+                    copied = sha256 is not None and hashed_as is not None and copy_if_unchanged(source, hashed_as, fd)
+                if not copied:
+                    digest = hashlib.sha256()
+                    src = os.open(source, os.O_RDONLY)
+                    try:
+                        left = os.fstat(src).st_size
+                        while chunk := os.read(src, min(CHUNK_SIZE, max(left, 0) + 1)):
+                            left -= len(chunk)
+                            digest.update(chunk)
+                            view = memoryview(chunk)
+                            with store._errors():
+                                while view:
+                                    view = view[os.write(fd, view):]
+                    finally:
+                        os.close(src)
             finally:
-                os.close(src)
                 os.close(fd)
-            if sha256 is not None and digest.hexdigest() != sha256:
+            if not copied and sha256 is not None and digest.hexdigest() != sha256:
                 raise changed_while_uploading(key, source, digest.hexdigest(), sha256)
         except BaseException:
             os.unlink(tmp)
             raise
         with self.lock:
             self.pending.append((tmp, path))
+
+    def written(self) -> list[tuple[str, str]]:
+        """(temp file, its name) of every blob written so far: what a forked process sends back of its share."""
+        with self.lock:
+            return list(self.pending)
+
+    def adopt(self, written: list[tuple[str, str]]) -> None:
+        """Take over the temp files a forked process wrote (its `written`), to be finished or discarded here."""
+        with self.lock:
+            self.pending += [(tmp, path) for tmp, path in written]
 
     def finish(self) -> None:
         if not self.pending:
