@@ -83,3 +83,21 @@ def test_a_missing_blob_fails_the_pull_saying_so_and_the_next_pull_after_the_rep
     remote, lease, cached, _, stats = checkout(volume, tmp_path / "reader", holder="reader")
     remote.release(lease)
     assert (cached.tree / "d" / "f4.txt").read_bytes() == kept
+
+
+def test_a_pull_puts_back_the_time_of_a_file_whose_content_is_the_generations(volume, tmp_path):
+    """A failed job that only touched a file, or a pull killed between a file's bytes and its time: the content is
+    right, its time is not; the pull that puts the generation back must set it, or the tree is not the generation."""
+    commit(volume, tmp_path / "writer", _write)
+    remote, lease, cached, base, _ = checkout(volume, tmp_path / "writer")
+    try:
+        os.utime(cached.tree / "d" / "f2.txt", ns=(5, 5))
+        os.chmod(cached.tree / "d" / "f1.txt", 0o644)
+        again, stats = sync.pull(remote, lease, cached)
+    finally:
+        remote.release(lease)
+    assert stats.files_pulled == 0
+    assert os.lstat(cached.tree / "d" / "f2.txt").st_mtime_ns == base.entries["d/f2.txt"].mtime_ns
+    assert os.lstat(cached.tree / "d" / "f1.txt").st_mode & 0o777 == 0o400
+    rescanned, _, _ = sync.scan(cached.tree, cached.load_hashes(), base=base)
+    assert {p: e[:7] for p, e in rescanned.entries.items()} == {p: e[:7] for p, e in base.entries.items()}

@@ -66,11 +66,14 @@ def count(n: int, noun: str) -> str:
 
 def hash_file(path: str | Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as fh:
-        left = os.fstat(fh.fileno()).st_size
-        while chunk := fh.read(min(CHUNK, max(left, 0) + 1)):  # no 1 MiB buffer per small file
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        left = os.fstat(fd).st_size
+        while chunk := os.read(fd, min(CHUNK, max(left, 0) + 1)):  # no 1 MiB buffer per small file
             left -= len(chunk)
             digest.update(chunk)
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
@@ -488,6 +491,10 @@ def pull(
             stats.files_skipped += 1
             if have.mode != entry.mode & PERMISSIONS:
                 os.chmod(f"{root}/{entry.path}", entry.mode & PERMISSIONS)
+                hashes.pop(entry.path, None)
+                dirty = True
+            if have.mtime_ns != entry.mtime_ns:  # touched by a failed job, or a pull stopped before setting it
+                os.utime(f"{root}/{entry.path}", ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
                 hashes.pop(entry.path, None)
                 dirty = True
         else:

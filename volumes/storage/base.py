@@ -40,6 +40,9 @@ PART_CONCURRENCY = 4
 DELETE_THREADS = 8
 
 
+_BAD_SEGMENTS = frozenset(("", ".", ".."))
+
+
 def check_key(key: str) -> str:
     """A key must be relative, non-empty, without empty, '.' or '..' segments."""
     if (
@@ -48,7 +51,7 @@ def check_key(key: str) -> str:
         or key.startswith("/")
         or "\x00" in key
         or "\\" in key
-        or any(part in ("", ".", "..") for part in key.split("/"))
+        or _BAD_SEGMENTS & set(key.split("/"))
     ):
         raise InvalidPath(f"{key!r} is not a valid storage key")
     return key
