@@ -135,7 +135,7 @@ def test_files_a_job_did_not_touch_keep_their_hashes_and_a_sneaky_rewrite_is_sti
     """Running as another user chowns the volume there and back (new ctimes): untouched files must not be
     rehashed on the next scan, and a file rewritten with the same size and restored mtime must still count."""
     from volumes.engine.cache import CachedVolume
-    from volumes.engine.sync import _stat_key
+    from volumes.storage.localfiles import stat_key as _stat_key
 
     settings.VOLUMES = {**settings.VOLUMES, "CACHE_DIR": cache_root}
     header = ("# sandbox\n" if sandbox else "") + "# volume: keep data\nimport os\n"

@@ -29,7 +29,7 @@ from .cache import CachedVolume, remove_tree
 from .commits import ChangeCounts
 from .faults import crash_point
 from .leases import Lease
-from ..storage.filesystem import copy_if_unchanged
+from ..storage.localfiles import copy_if_unchanged, stat_key
 from ..storage.keys import MAX_NAME_BYTES, MAX_PATH_BYTES
 from .manifest import DIR, FILE, LINK, MAX_DEPTH, PERMISSIONS, Entry, Manifest, path_problem
 from .remote import Remote
@@ -77,10 +77,6 @@ def hash_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
 # A stat taken this soon after a file's last change cannot vouch for its content forever: a write in
 # the same clock tick (4 ms here; a whole second on some filesystems) keeps size and times. So a sync
 # returns only once such ticks are over (a later write gets a new ctime), and what it hashed in that
@@ -124,7 +120,7 @@ def _settle(tree: str, racy: list[tuple[str, list]], hashes: dict[str, list], re
         if digest is None or _racy(st.st_ctime_ns, seen):
             hashes.pop(path, None)
         else:
-            hashes[path] = _stat_key(st) + [digest]
+            hashes[path] = stat_key(st) + [digest]
     return len(fine)
 
 
@@ -268,7 +264,7 @@ class _Walk:
         racy = []
         for (path, st, seen), digest in zip(self.to_hash, digests):
             # Keyed by the stat taken before hashing: a file changed meanwhile gets a new key and is hashed again.
-            key = _stat_key(st)
+            key = stat_key(st)
             self.records[path] = key + [digest]
             self.entries[path] = Entry(path, FILE, st.st_size, digest, stat.S_IMODE(st.st_mode) & self.kept,
                                        st.st_mtime_ns)
@@ -540,7 +536,7 @@ def pull(
         os.replace(tmp, full)  # rename replaces a link itself, never its target
         crash_point("pull.after_file")
         seen = time.time_ns()
-        return entry, _stat_key(os.lstat(full)), seen, copied
+        return entry, stat_key(os.lstat(full)), seen, copied
 
     verified: set[str] = set()  # folders seen to be real; the pull owns the tree until it returns
     racy: list[tuple[str, list]] = []
@@ -646,7 +642,7 @@ def _copy_new(blob: str, full: str, entry: Entry) -> list | None:
             raise ValueError("not the entry's bytes")
         os.fchmod(dst, entry.mode & PERMISSIONS)
         os.utime(dst, ns=(entry.mtime_ns, entry.mtime_ns))
-        key = _stat_key(os.fstat(dst))
+        key = stat_key(os.fstat(dst))
         fd, dst = dst, None
         os.close(fd)
         return key

@@ -2,12 +2,10 @@
 path under the root). Writes go to a temp file beside the target, then an atomic rename or link."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import os
 import secrets
-import stat
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,45 +14,9 @@ from pathlib import Path
 
 from ..exceptions import VolumesError
 from .base import CHUNK_SIZE, BackendStore, changed_while_uploading, check_prefix, check_range, short_error
+from .localfiles import copy_if_unchanged, syncfs
 
 _TMP_SUFFIX = ".volumes-tmp"  # temp files of unfinished writes; never listed as keys
-
-
-def copy_if_unchanged(source: str, stat_key: list | tuple, dst: int) -> bool:
-    """Copy `source` into the empty open file `dst` if it is, before and after the copy, the very file `stat_key`
-    (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) describes: a file whose content was hashed under that
-    stat needs no second hash (a write since would have moved its ctime). copy_file_range: a reflink where
-    the filesystem can, else a copy in the kernel. False, `dst` left empty, when it is not that file."""
-    key = list(stat_key)
-    try:
-        src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        st = os.fstat(src)
-        if not stat.S_ISREG(st.st_mode) or _stat_key(st) != key:
-            return False
-        copied = 0
-        try:
-            while copied < st.st_size and (n := os.copy_file_range(src, dst, st.st_size - copied)):
-                copied += n
-        except OSError:  # no copy_file_range here (another filesystem, an old kernel): plain copy
-            os.lseek(src, 0, os.SEEK_SET)
-            os.ftruncate(dst, 0)
-            os.lseek(dst, 0, os.SEEK_SET)
-            copied = 0
-            while chunk := os.read(src, CHUNK_SIZE):
-                copied += len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(dst, view):]
-        if copied == st.st_size and _stat_key(os.fstat(src)) == key:
-            return True
-        os.ftruncate(dst, 0)  # changed while copied
-        os.lseek(dst, 0, os.SEEK_SET)
-        return False
-    finally:
-        os.close(src)
 
 
 def _listings(paths: list[str]) -> dict[str, set[str]]:
@@ -74,10 +36,6 @@ def _listings(paths: list[str]) -> dict[str, set[str]]:
         except FileNotFoundError:
             listed[folder] = set()
     return listed
-
-
-def _stat_key(st: os.stat_result) -> list[int]:
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 class FileSystemStore(BackendStore):
@@ -481,7 +439,7 @@ class _FileBatch:
     def finish(self) -> None:
         if not self.pending:
             return
-        _syncfs(self.store.root)
+        syncfs(self.store.root)
         folders = set()
         for tmp, path in self.pending:
             try:
@@ -505,21 +463,3 @@ class _FileBatch:
             except OSError:
                 pass
         self.pending = []
-
-
-_libc = None
-
-
-def _syncfs(path: str) -> None:
-    """Flush everything written on the filesystem holding `path` (one journal commit on ext4 instead
-    of one fsync per file)."""
-    global _libc
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        if _libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), path)
-    finally:
-        os.close(fd)
