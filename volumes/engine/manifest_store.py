@@ -95,6 +95,7 @@ def write(store: ObjectStore, key: str, manifest: Manifest, known: set[str] | fr
     prefix = prefix_of(key)
     top, depth, every = split(manifest)
     every = {d: p for d, p in every.items() if d not in known}
+    written = 0
 
     def put(item: tuple[str, bytes]) -> int:
         digest, data = item
@@ -102,8 +103,15 @@ def write(store: ObjectStore, key: str, manifest: Manifest, known: set[str] | fr
             return 0
         return len(data) if store.put_bytes(part_key(prefix, digest), data, create_only=True) else 0
 
-    with ThreadPoolExecutor(THREADS) as pool:
-        written = sum(pool.map(put, every.items()))
+    if store.kind == "filesystem":  # one flush for every new part, not an fsync each (100 took 0.1 s on ext4)
+        with store.write_batch() as batch:
+            for digest, data in every.items():
+                if not store.exists(part_key(prefix, digest)):
+                    batch.put_bytes(part_key(prefix, digest), data)
+                    written += len(data)
+    else:
+        with ThreadPoolExecutor(THREADS) as pool:
+            written = sum(pool.map(put, every.items()))
     doc = json.dumps({"format": FORMAT, "generation": manifest.generation, "depth": depth, "parts": top},
                      separators=(",", ":")).encode("utf-8")
     # False when the key exists: ours, if a retried write's first attempt had gone through.

@@ -202,3 +202,6 @@ class _RetryingBatch:
                  hashed_as: list | None = None) -> None:
         self.store._call(f"an upload of {key}",
                          lambda: self.batch.put_file(key, local_path, sha256=sha256, hashed_as=hashed_as))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.store._call(f"a write of {key}", lambda: self.batch.put_bytes(key, data))

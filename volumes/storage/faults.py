@@ -172,3 +172,8 @@ class _FaultyBatch:
                 half.flush()
                 return self.batch.put_file(key, half.name)
         self.batch.put_file(key, local_path, sha256=sha256, hashed_as=hashed_as)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        if self.store._fault("put_bytes", key) == TRUNCATE:
+            data = data[: len(data) // 2]
+        self.batch.put_bytes(key, data)

@@ -389,15 +389,8 @@ class _FileBatch:
         `hashed_as`: the file's stat key when it was hashed to `sha256`; while it is still that file, it is
         copied without hashing it again (copy_if_unchanged)."""
         store = self.store
-        path = store._path(key)
         source = os.fspath(local_path) if hashed_as is not None else store._local_source(local_path)
-        with store._errors():
-            folder, _, name = path.rpartition("/")
-            if folder not in self.folders:  # made (or found) once per batch
-                os.makedirs(folder, exist_ok=True)
-                self.folders.add(folder)
-            tmp = f"{folder}/.{name[:100]}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        path, tmp, fd = self._temp(key)
         try:
             try:
                 with store._errors():
@@ -425,6 +418,34 @@ class _FileBatch:
             raise
         with self.lock:
             self.pending.append((tmp, path))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write `data` to a temp file under `key`'s folder, stored (create-only) with the rest at the end."""
+        path, tmp, fd = self._temp(key)
+        try:
+            with self.store._errors():
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        finally:
+            os.close(fd)
+        with self.lock:
+            self.pending.append((tmp, path))
+
+    def _temp(self, key: str) -> tuple[str, str, int]:
+        """(the key's path, a new temp file beside it, that file open for writing)."""
+        store = self.store
+        path = store._path(key)
+        with store._errors():
+            folder, _, name = path.rpartition("/")
+            if folder not in self.folders:  # made (or found) once per batch
+                os.makedirs(folder, exist_ok=True)
+                self.folders.add(folder)
+            tmp = f"{folder}/.{name[:100]}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
+            return path, tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
 
     def written(self) -> list[tuple[str, str]]:
         """(temp file, its name) of every blob written so far: what a forked process sends back of its share."""
