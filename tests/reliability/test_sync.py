@@ -250,6 +250,29 @@ def test_an_error_at_the_third_blob_upload_fails_the_push_clearly_and_commits_no
     collect_and_check(volume)
 
 
+@pytest.mark.parametrize("fault", ["put_bytes:2:error", "put_bytes:2:transient:2"])
+def test_a_manifest_part_that_fails_to_store_commits_nothing_and_a_blip_is_ridden_out(volume, tmp_path, monkeypatch,
+                                                                                      fault):
+    """Parts are written together (a local folder: one batch, flushed once); one failing among them leaves the
+    previous generation current and no temp file behind, and a blip is retried."""
+    push_next(volume, tmp_path / "seed")
+    monkeypatch.setenv("VOLUMES_STORAGE_FAULT", fault)
+    clear_store_cache()
+    if fault.endswith("error"):
+        with pytest.raises(StorageUnavailable):
+            push_next(volume, tmp_path / "failing")
+        assert check_whole(volume, tmp_path) == 1
+        if volume.storage.kind == "filesystem":
+            store = store_for_storage(volume.storage)
+            root = Path(getattr(store, "inner", store).root)
+            assert not [p for p in root.rglob("*") if p.name.endswith(".volumes-tmp")]
+        monkeypatch.delenv("VOLUMES_STORAGE_FAULT")
+        clear_store_cache()
+    assert push_next(volume, tmp_path / "failing") == 2
+    assert check_whole(volume, tmp_path) == 2
+    collect_and_check(volume)
+
+
 def test_a_truncated_download_fails_the_pull_and_leaves_no_damaged_file_in_the_cache(volume, tmp_path, monkeypatch):
     push_next(volume, tmp_path / "seed")
     monkeypatch.setenv("VOLUMES_STORAGE_FAULT", "get_file:2:truncate")
