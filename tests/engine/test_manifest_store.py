@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
 
 import pytest
 
 from tests.servers import make_store
-from volumes.engine import manifest_store
+from volumes.engine import manifest_store, sync
 from volumes.engine.manifest import DIR, FILE, Entry, Manifest
 from volumes.exceptions import IntegrityError
 
@@ -121,3 +123,97 @@ def test_new_parts_in_a_local_folder_share_one_flush_made_before_the_document_is
     assert events.index("syncfs") < events.index(f"put {PREFIX}manifests/2.json")
     assert [e for e in events if e.startswith("put")] == [f"put {PREFIX}manifests/2.json"]
     assert manifest_store.read(store, f"{PREFIX}manifests/2.json") == changed
+
+
+def _edited(base: Manifest, rng, edits: int) -> Manifest:
+    """`base` with files changed, removed and added at random places; every other entry is the base's own object,
+    as a scan leaves it."""
+    entries = dict(base.entries)
+    files = sorted(p for p, e in entries.items() if e.type == FILE)
+    for _ in range(edits):
+        path = rng.choice(files)
+        action = rng.choice(["change", "remove", "add", "add at the end"])
+        if action == "change" and path in entries:
+            entries[path] = entries[path]._replace(hash=hashlib.sha256(os.urandom(8)).hexdigest(), gen=2)
+        elif action == "remove":
+            entries.pop(path, None)
+        else:
+            new = f"{path}.new" if action == "add" else f"zzz/{rng.randrange(10**6)}.bin"
+            entries[new] = Entry(new, FILE, 3, hashlib.sha256(new.encode()).hexdigest(), 0o644, 10**18, gen=2)
+            entries.setdefault("zzz", Entry("zzz", DIR, mode=0o755, gen=2))
+    return Manifest(entries, 2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_commit_on_its_base_encodes_only_the_runs_that_changed_and_stores_what_a_full_split_would(store, seed):
+    """The base's runs (first and last path, count, digest: Manifest.runs) name its stored parts; a run whose
+    entries are all still the base's own objects is not encoded again. The parts must be exactly those of a full
+    split, or generations would stop sharing them and readers would see other bytes."""
+    rng = random.Random(seed)
+    base = volume_of(5_000)
+    manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
+    assert base.runs and sum(run[2] for run in base.runs) > 4_900
+    known = manifest_store.part_digests(store, f"{PREFIX}manifests/1.json")
+    edits = rng.choice([1, 5, 40])
+    current = _edited(base, rng, edits)
+    full_top, full_depth, full_parts = manifest_store.split(Manifest(dict(current.entries), 2))
+    encoded = []
+    encode = manifest_store.encode_entry
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_store, "encode_entry", lambda e: encoded.append(e) or encode(e))
+        top, depth, parts = manifest_store.split(current, base, known)
+    assert (top, depth) == (full_top, full_depth)
+    assert set(parts) <= set(full_parts) and set(full_parts) - set(parts) <= known
+    assert len(encoded) <= 2 * manifest_store.MAX_PART * edits  # the runs around each edit, at most two
+    assert sum(run[2] for run in current.runs) <= len(current.entries)
+    manifest_store.write(store, f"{PREFIX}manifests/2.json", current, known, base)
+    assert manifest_store.read(store, f"{PREFIX}manifests/2.json") == current
+
+
+def test_runs_are_reused_only_for_stored_parts_and_the_base_s_own_entries(store):
+    base = volume_of(2_000)
+    manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
+    known = manifest_store.part_digests(store, f"{PREFIX}manifests/1.json")
+    full = manifest_store.split(Manifest(dict(base.entries), 1))
+    # Not stored (another volume's runs, a part GC took): every entry is encoded, and every part returned.
+    assert manifest_store.split(Manifest(dict(base.entries), 1), base, frozenset()) == full
+    # Equal entries that are not the base's objects: encoded again (an equal tuple can still format otherwise,
+    # True == 1), so nothing is named without being written from these very entries.
+    copies = Manifest({p: Entry(*e) for p, e in base.entries.items()}, 1)
+    assert manifest_store.split(copies, base, known) == full
+    # Runs that do not describe the base (a damaged cache record): a run is only taken where its first and last
+    # paths and its count fit the entries at that place.
+    shifted = Manifest(dict(base.entries), 1, [(run[0], run[1], run[2] + 1, run[3]) for run in base.runs])
+    assert manifest_store.split(Manifest(dict(base.entries), 1), shifted, known)[0] == full[0]
+
+
+def test_a_worker_keeps_the_runs_of_what_it_committed_so_a_new_process_reuses_them(volume, tmp_path):
+    """Saved with the worker's copy of the manifest (manifest.bin): the next job, in a new process, re-encodes
+    only what it changed."""
+    from volumes.engine import cache as cache_module
+
+    from .helpers import checkout
+
+    def write(tree, files=range(3_000)):
+        for i in files:
+            (tree / f"d{i % 30}").mkdir(exist_ok=True)
+            (tree / f"d{i % 30}" / f"f{i}.txt").write_text(f"{i}")
+
+    remote, lease, cached, base, _ = checkout(volume, tmp_path / "cache")
+    write(cached.tree)
+    sync.push(remote, lease, cached, base)
+    remote.release(lease)
+    cache_module._MEMO.clear()  # a new process: only the files
+    remote, lease, cached, base, _ = checkout(volume, tmp_path / "cache")
+    assert base.runs and sum(run[2] for run in base.runs) > 2_500
+    write(cached.tree, [7])
+    (cached.tree / "d7" / "f7.txt").write_text("changed")
+    encoded = []
+    encode = manifest_store.encode_entry
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_store, "encode_entry", lambda e: encoded.append(e) or encode(e))
+        sync.push(remote, lease, cached, base)
+    remote.release(lease)
+    assert 0 < len(encoded) <= 2 * manifest_store.MAX_PART
+    _, lease, cached, now, _ = checkout(volume, tmp_path / "fresh")
+    assert (cached.tree / "d7" / "f7.txt").read_text() == "changed" and sum(1 for _ in now.files) == 3_000

@@ -123,19 +123,21 @@ class CachedVolume:
             manifest = _memo_get(self._manifest, key)  # this process wrote or read it: no parse
             if manifest is None and key is not None:
                 with bulk_load():
-                    generation, rows = marshal.loads(self._manifest.read_bytes())  # written by save_synced
+                    generation, rows, *runs = marshal.loads(self._manifest.read_bytes())  # written by save_synced
                     manifest = Manifest.from_rows(rows, generation)
+                    manifest.runs = runs[0] if runs else None
                 _memo_put(self._manifest, key, manifest)
             elif manifest is None:
                 manifest = Manifest.from_json(self._manifest_json.read_bytes(), trusted=True)
-            return Manifest(dict(manifest.entries), manifest.generation)  # entries are immutable
+            return Manifest(dict(manifest.entries), manifest.generation, manifest.runs)  # entries are immutable
         except (OSError, ValueError, Exception):  # a damaged cache is a cache miss
             return None
 
     def save_synced(self, manifest_key: str, manifest: Manifest) -> None:
         self._forget_state()
-        _write_atomic(self._manifest, marshal.dumps((manifest.generation, manifest.to_rows())))
-        _memo_put(self._manifest, _file_key(self._manifest), Manifest(dict(manifest.entries), manifest.generation))
+        _write_atomic(self._manifest, marshal.dumps((manifest.generation, manifest.to_rows(), manifest.runs)))
+        _memo_put(self._manifest, _file_key(self._manifest),
+                  Manifest(dict(manifest.entries), manifest.generation, manifest.runs))
         try:
             self._manifest_json.unlink()
         except FileNotFoundError:

@@ -86,6 +86,7 @@ def stamp(base: Manifest, manifest: Manifest, generation: int) -> None:
         gen = old.gen if old is not None and old.same_content(entry) else generation
         if entry.gen != gen:
             entries[path] = entry._replace(gen=gen)
+            manifest.runs = None  # they described the entries before
 
 
 StoreOf = Callable[[Lease], tuple[ObjectStore, str]]
@@ -107,7 +108,7 @@ def commit_changes(changes: list[Change], store_of: StoreOf, user_id: int | None
         key = manifest_key(prefix, f"{parent + 1:08d}-{uuid.uuid4().hex[:12]}.json")
         # Only the parts that changed are new; the base generation's are stored (GC keeps them).
         known = manifest_store.part_digests(store, lease.manifest_key) if lease.manifest_key else set()
-        manifest_store.write(store, key, manifest, known)
+        manifest_store.write(store, key, manifest, known, change.base)
         crash_point("push.after_manifest_write")
         counts = change.counts or ChangeCounts.between(change.base, manifest)
         requests.append(CommitRequest(lease, parent, key, manifest, counts, change.job_id, change.message,

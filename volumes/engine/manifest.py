@@ -108,6 +108,9 @@ ENTRY_FIELDS = Entry._fields
 class Manifest:
     entries: dict[str, Entry] = field(default_factory=dict)
     generation: int = 0
+    # How it was stored, when this process or the worker's cache knows (manifest_store.split): leaf parts as
+    # (first path, last path, entries, digest), so the next generation re-encodes only the runs that changed.
+    runs: list[tuple[str, str, int, str]] | None = field(default=None, compare=False, repr=False)
 
     @property
     def files(self) -> Iterable[Entry]:

@@ -57,6 +57,42 @@ def _chunk(items: list[bytes], keys: list[str]) -> list[bytes]:
     return parts
 
 
+def _leaves(ordered: list[Entry], base: Manifest | None, known: set[str] | frozenset) -> tuple[list[str], dict, list]:
+    """(leaf digests in order, new leaf parts by digest, the runs for Manifest.runs). A run of the base that is
+    stored (`known`) and whose entries are all still the base's own objects is named by its digest without
+    encoding it again: the same entries in the same run give the same bytes. A run that ended only because the
+    entries did (no boundary) is not reused, so the parts are exactly what a full split makes."""
+    reusable = {run[0]: run for run in (base.runs or ()) if run[3] in known} if base is not None else {}
+    old = base.entries if base is not None else {}
+    digests: list[str] = []
+    every: dict[str, bytes] = {}
+    runs: list[tuple[str, str, int, str]] = []
+    run: list[Entry] = []
+    count, j = len(ordered), 0
+    while j < count:
+        entry = ordered[j]
+        if not run and entry.path in reusable:
+            first, last, n, digest = reusable[entry.path]
+            same = ordered[j:j + n]
+            if len(same) == n and same[-1].path == last and all(old.get(e.path) is e for e in same):
+                digests.append(digest)
+                runs.append((first, last, n, digest))
+                j += n
+                continue
+        run.append(entry)
+        j += 1
+        ended = _boundary(entry.path) or len(run) >= MAX_PART
+        if ended or j == count:
+            part = b"[" + b",".join([encode_entry(e) for e in run]) + b"]"
+            digest = hashlib.sha256(part).hexdigest()
+            digests.append(digest)
+            every[digest] = part
+            if ended:
+                runs.append((run[0].path, run[-1].path, len(run), digest))
+            run = []
+    return digests, every, runs
+
+
 def encode_entry(entry: Entry) -> bytes:
     """The entry as compact JSON, byte for byte what json.dumps(ensure_ascii=False) writes (stored parts are
     shared between generations by digest): formatted directly when no text needs escaping, as almost
@@ -70,30 +106,31 @@ def encode_entry(entry: Entry) -> bytes:
     return json.dumps(entry._asdict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def split(manifest: Manifest) -> tuple[list[str], int, dict[str, bytes]]:
-    """(top-level part digests, depth, every part by digest). Leaf parts hold entry rows in path order;
-    above them, index parts hold the digests of the level below, until at most PART_TARGET remain."""
+def split(manifest: Manifest, base: Manifest | None = None,
+          known: set[str] | frozenset = frozenset()) -> tuple[list[str], int, dict[str, bytes]]:
+    """(top-level part digests, depth, the parts to store by digest). Leaf parts hold entry rows in path order;
+    above them, index parts hold the digests of the level below, until at most PART_TARGET remain.
+    With `base` (its `runs`) and `known` (its stored parts), runs it shares are not encoded nor returned.
+    Sets `manifest.runs`."""
     ordered = sorted(manifest.entries.values(), key=lambda e: e.path)
-    items = [encode_entry(e) for e in ordered]
-    keys = [e.path for e in ordered]
-    every: dict[str, bytes] = {}
-    depth = 0
-    while True:
-        parts = _chunk(items, keys)
+    digests, every, manifest.runs = _leaves(ordered, base, known)
+    depth = 1
+    while len(digests) > PART_TARGET:
+        parts = _chunk([f'"{d}"'.encode() for d in digests], digests)
         digests = [hashlib.sha256(part).hexdigest() for part in parts]
         every.update(zip(digests, parts))
         depth += 1
-        if len(digests) <= PART_TARGET:
-            return digests, depth, every
-        items, keys = [f'"{d}"'.encode() for d in digests], digests
+    return digests, depth, every
 
 
-def write(store: ObjectStore, key: str, manifest: Manifest, known: set[str] | frozenset = frozenset()) -> int:
+def write(store: ObjectStore, key: str, manifest: Manifest, known: set[str] | frozenset = frozenset(),
+          base: Manifest | None = None) -> int:
     """Store the manifest under `key` (create-only), writing only the parts storage lacks; `known`:
     digests of parts known to be stored (the base generation's, which GC keeps while we hold the
-    lease), not even looked up. Returns the bytes written (document and new parts)."""
+    lease), not even looked up; `base`: that generation, whose runs are reused (split). Returns the
+    bytes written (document and new parts)."""
     prefix = prefix_of(key)
-    top, depth, every = split(manifest)
+    top, depth, every = split(manifest, base, known)
     every = {d: p for d, p in every.items() if d not in known}
     written = 0
 
