@@ -188,7 +188,7 @@ class Command(BaseCommand):
         files = sum(1 for _ in tree.rglob("*"))
         cold_push, cold_pull, cp = [], [], []
         noop, noop_push, change, change_push, add, delete = [], [], [], [], [], []
-        rsync_noop, rsync_change = [], []
+        rsync_noop, rsync_change, together_push, rsync_together = [], [], [], []
         with self.settings_override():
             for run in range(self.runs):
                 volume = self.new_volume(url)
@@ -222,14 +222,16 @@ class Command(BaseCommand):
                         remote.release(lease)
 
                 sample = sorted(p.relative_to(cached2.tree) for p in cached2.tree.rglob("*.bin") if not p.is_symlink())
-                pick = sample[run::100][: max(1, len(sample) // 100)]
+                pick = sample[run::100][: max(1, len(sample) // 100)]  # spread: one file in 100, everywhere
+                together = sample[run * len(pick):(run + 1) * len(pick)]  # the same count, side by side
 
-                def rewrite(t: Path) -> None:
-                    for q in pick:
+                def rewrite(t: Path, files=pick) -> None:
+                    for q in files:
                         (t / q).write_bytes(os.urandom((t / q).stat().st_size))
 
                 noop.append(timed(lambda: cycle(push_times=noop_push)))
                 change.append(timed(lambda: cycle(rewrite, change_push)))
+                cycle(lambda t: rewrite(t, together), together_push)
                 add.append(timed(lambda: cycle(lambda t: [(t / f"added-{run}-{i}.bin").write_bytes(os.urandom(20_000))
                                                           for i in range(len(pick))])))
                 delete.append(timed(lambda: cycle(lambda t: [(t / q).unlink() for q in pick])))
@@ -240,6 +242,9 @@ class Command(BaseCommand):
                     rsync_noop.append(timed(lambda: subprocess.run(["rsync", "-a", f"{src}/", f"{dst}/"], check=True)))
                     rewrite(src)
                     rsync_change.append(timed(lambda: subprocess.run(["rsync", "-a", f"{src}/", f"{dst}/"], check=True)))
+                    rewrite(src, together)
+                    rsync_together.append(timed(lambda: subprocess.run(["rsync", "-a", f"{src}/", f"{dst}/"],
+                                                                        check=True)))
                     shutil.rmtree(src)
                     shutil.rmtree(dst)
                 shutil.rmtree(cache, ignore_errors=True)
@@ -253,8 +258,10 @@ class Command(BaseCommand):
         self.rows.append((ref, "no change: push (decide + commit)", f"{median(noop_push):.3f}s",
                           ratio("rsync -a", median(rsync_noop), median(noop_push)) if rsync_noop else ""))
         self.rows.append((ref, "1% changed: pull + push", f"{median(change):.3f}s", ""))
-        self.rows.append((ref, "1% changed: push", f"{median(change_push):.3f}s",
+        self.rows.append((ref, "1% changed, spread out: push", f"{median(change_push):.3f}s",
                           ratio("rsync -a", median(rsync_change), median(change_push)) if rsync_change else ""))
+        self.rows.append((ref, "1% changed, side by side: push", f"{median(together_push):.3f}s",
+                          ratio("rsync -a", median(rsync_together), median(together_push)) if rsync_together else ""))
         self.rows.append((ref, "1% added: pull + push", f"{median(add):.3f}s", ""))
         self.rows.append((ref, "1% deleted: pull + push", f"{median(delete):.3f}s", ""))
         if self.rclone:
