@@ -217,3 +217,26 @@ def test_a_worker_keeps_the_runs_of_what_it_committed_so_a_new_process_reuses_th
     assert 0 < len(encoded) <= 2 * manifest_store.MAX_PART
     _, lease, cached, now, _ = checkout(volume, tmp_path / "fresh")
     assert (cached.tree / "d7" / "f7.txt").read_text() == "changed" and sum(1 for _ in now.files) == 3_000
+
+
+@pytest.mark.parametrize("runs", [[("a", "b", 0, "c" * 64)], [("a", "b", 2)], [["a", "b", 2, "c" * 64]], "text",
+                                  [("a", None, 2, "c" * 64)], [("a", "b", 2, ["c"])]])
+def test_runs_in_a_damaged_copy_are_not_used_and_the_commit_splits_in_full(volume, tmp_path, runs):
+    import marshal
+
+    from volumes.engine import cache as cache_module
+
+    from .helpers import checkout, commit
+
+    commit(volume, tmp_path / "cache", lambda tree: [(tree / f"f{i}").write_text(str(i)) for i in range(300)])
+    remote, lease, cached, base, _ = checkout(volume, tmp_path / "cache")
+    generation, rows, _ = marshal.loads(cached._manifest.read_bytes())
+    cached._manifest.write_bytes(marshal.dumps((generation, rows, runs)))
+    cache_module._MEMO.clear()
+    base = cached.synced_manifest(lease.manifest_key)
+    assert base is not None and base.runs is None and len(base.entries) == 300
+    (cached.tree / "f7").write_text("changed")
+    assert sync.push(remote, lease, cached, base).committed_generation == 2
+    remote.release(lease)
+    _, lease, fresh, _, _ = checkout(volume, tmp_path / "fresh")
+    assert (fresh.tree / "f7").read_text() == "changed"

@@ -125,7 +125,7 @@ class CachedVolume:
                 with bulk_load():
                     generation, rows, *runs = marshal.loads(self._manifest.read_bytes())  # written by save_synced
                     manifest = Manifest.from_rows(rows, generation)
-                    manifest.runs = runs[0] if runs else None
+                    manifest.runs = runs[0] if runs and _well_formed_runs(runs[0]) else None
                 _memo_put(self._manifest, key, manifest)
             elif manifest is None:
                 manifest = Manifest.from_json(self._manifest_json.read_bytes(), trusted=True)
@@ -519,6 +519,13 @@ class WorkerCache:
 _MEMO: "OrderedDict[Path, tuple[tuple, object]]" = OrderedDict()
 _MEMO_SIZE = 6  # files (hash caches, synced manifests) a worker process keeps parsed in memory
 _memo_lock = threading.Lock()
+
+
+def _well_formed_runs(runs) -> bool:
+    """Whether `runs` are what save_synced writes (Manifest.runs); anything else is not used at all."""
+    return isinstance(runs, list) and all(
+        isinstance(run, tuple) and len(run) == 4 and isinstance(run[0], str) and isinstance(run[1], str)
+        and type(run[2]) is int and run[2] > 0 and isinstance(run[3], str) for run in runs)
 
 
 @contextmanager
