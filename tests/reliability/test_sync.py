@@ -273,6 +273,56 @@ def test_a_manifest_part_that_fails_to_store_commits_nothing_and_a_blip_is_ridde
     collect_and_check(volume)
 
 
+class _CountsStoreCalls(DirectRemote):
+    """Counts what the push's lookups ask of the storage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter = Counter()
+
+    def _store(self, lease):
+        store, prefix = super()._store(lease)
+        calls = self.calls
+
+        class Counted:
+            kind = store.kind
+
+            def __getattr__(self, name):
+                method = getattr(store, name)
+                return lambda *args, **kwargs: calls.update([name]) or method(*args, **kwargs)
+
+        return Counted(), prefix
+
+
+def test_a_push_asking_about_many_blobs_lists_the_folder_once_unless_it_is_much_bigger(volume, monkeypatch):
+    """A cold push asks about every blob of the volume: one listing instead of a request each. The answer is the
+    same either way; a folder much bigger than the ask is not read through, each blob is looked up instead."""
+    from volumes.engine import remote as remote_module
+
+    remote = _CountsStoreCalls()
+    lease = remote.acquire(volume.workspace_id, volume.name, "test", wait=30)
+    try:
+        store, prefix = DirectRemote._store(remote, lease)
+        asked = {hashlib.sha256(str(i).encode()).hexdigest() for i in range(100)}
+        stored = set(sorted(asked)[:11])
+        for digest in stored:
+            store.put_bytes(blob_key(prefix, digest), b"x")
+        assert remote.missing_blobs(lease, asked) == asked - stored
+        if volume.storage.kind != "filesystem":  # a local folder answers from its own listing (absent)
+            assert remote.calls["list_names"] == 1 and not remote.calls["exists"], remote.calls
+        remote.calls.clear()
+        monkeypatch.setattr(remote_module, "LISTED_PER_ASKED", 0.1)  # 10 names for 100 asked: the 11 are too many
+        assert remote.missing_blobs(lease, asked) == asked - stored
+        if volume.storage.kind != "filesystem":
+            assert remote.calls["list_names"] == 1 and remote.calls["exists"] == 100, remote.calls
+        remote.calls.clear()
+        assert remote.missing_blobs(lease, set(sorted(asked)[:63])) == set(sorted(asked)[11:63])
+        if volume.storage.kind != "filesystem":  # a few: looked up, no listing
+            assert not remote.calls["list_names"] and remote.calls["exists"] == 63, remote.calls
+    finally:
+        remote.release(lease)
+
+
 def test_a_truncated_download_fails_the_pull_and_leaves_no_damaged_file_in_the_cache(volume, tmp_path, monkeypatch):
     push_next(volume, tmp_path / "seed")
     monkeypatch.setenv("VOLUMES_STORAGE_FAULT", "get_file:2:truncate")

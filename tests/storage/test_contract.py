@@ -255,6 +255,16 @@ def test_check_passes_on_a_working_storage_and_leaves_nothing_behind(store):
     assert list(store.list("")) == []
 
 
+def test_list_names_gives_every_key_under_a_prefix_or_none_past_the_limit(store):
+    for i in range(12):
+        store.put_bytes(f"blobs/k{i:02d}", b"x")
+    store.put_bytes("blobsy/other", b"x")
+    store.put_bytes("other/k01", b"x")
+    assert store.list_names("blobs/", limit=12) == {f"blobs/k{i:02d}" for i in range(12)}
+    assert store.list_names("blobs/", limit=11) is None
+    assert store.list_names("nothing/", limit=0) == set()
+
+
 def test_stores_with_different_prefixes_in_one_bucket_are_isolated(storage_backend):
     kind, config = storage_backend
     if kind == "filesystem":

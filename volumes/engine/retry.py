@@ -181,6 +181,9 @@ class RetryingStore(ObjectStore):
     def list(self, prefix: str = "") -> Iterator[str]:
         return iter(self._call(f"a listing of {prefix}", lambda: list(self.inner.list(prefix))))
 
+    def list_names(self, prefix: str, limit: int) -> set[str] | None:
+        return self._call(f"a listing of {prefix}", lambda: self.inner.list_names(prefix, limit))
+
     def list_with_times(self, prefix: str = "") -> Iterator[tuple[str, float | None]]:
         return iter(self._call(f"a listing of {prefix}", lambda: list(self.inner.list_with_times(prefix))))
 

@@ -219,6 +219,16 @@ class ObjectStore(ABC):
     def list(self, prefix: str = "") -> Iterator[str]:
         """Every key starting with `prefix` (recursive, full keys, in no particular order)."""
 
+    def list_names(self, prefix: str, limit: int) -> set[str] | None:
+        """Every key starting with `prefix`, or None as soon as there are more than `limit` (the listing stops
+        there: a caller that would rather look keys up one by one than read a long listing)."""
+        names = set()
+        for key in self.list(prefix):
+            names.add(key)
+            if len(names) > limit:
+                return None
+        return names
+
     @abstractmethod
     def list_with_times(self, prefix: str = "") -> Iterator[tuple[str, float | None]]:
         """Like `list`, with each object's last-modified time (seconds since the epoch; None if unknown)."""
