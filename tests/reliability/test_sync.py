@@ -296,29 +296,33 @@ class _CountsStoreCalls(DirectRemote):
 
 def test_a_push_asking_about_many_blobs_lists_the_folder_once_unless_it_is_much_bigger(volume, monkeypatch):
     """A cold push asks about every blob of the volume: one listing instead of a request each. The answer is the
-    same either way; a folder much bigger than the ask is not read through, each blob is looked up instead."""
+    same either way. A volume known to hold many more blobs than are asked about is not listed, and a listing that
+    turns out much longer than the ask is given up for lookups."""
     from volumes.engine import remote as remote_module
 
     remote = _CountsStoreCalls()
     lease = remote.acquire(volume.workspace_id, volume.name, "test", wait=30)
+    network = volume.storage.kind != "filesystem"  # a local folder answers from its own listing (absent)
     try:
         store, prefix = DirectRemote._store(remote, lease)
         asked = {hashlib.sha256(str(i).encode()).hexdigest() for i in range(100)}
         stored = set(sorted(asked)[:11])
         for digest in stored:
             store.put_bytes(blob_key(prefix, digest), b"x")
-        assert remote.missing_blobs(lease, asked) == asked - stored
-        if volume.storage.kind != "filesystem":  # a local folder answers from its own listing (absent)
-            assert remote.calls["list_names"] == 1 and not remote.calls["exists"], remote.calls
+        for known, listings, lookups in [(0, 1, 0), (11, 1, 0), (None, 0, 100), (10_000, 0, 100)]:
+            remote.calls.clear()
+            assert remote.missing_blobs(lease, asked, stored=known) == asked - stored
+            if network:
+                assert (remote.calls["list_names"], remote.calls["exists"]) == (listings, lookups), (known, remote.calls)
         remote.calls.clear()
         monkeypatch.setattr(remote_module, "LISTED_PER_ASKED", 0.1)  # 10 names for 100 asked: the 11 are too many
-        assert remote.missing_blobs(lease, asked) == asked - stored
-        if volume.storage.kind != "filesystem":
-            assert remote.calls["list_names"] == 1 and remote.calls["exists"] == 100, remote.calls
+        assert remote.missing_blobs(lease, asked, stored=0) == asked - stored
+        if network:
+            assert (remote.calls["list_names"], remote.calls["exists"]) == (1, 100), remote.calls
         remote.calls.clear()
-        assert remote.missing_blobs(lease, set(sorted(asked)[:63])) == set(sorted(asked)[11:63])
-        if volume.storage.kind != "filesystem":  # a few: looked up, no listing
-            assert not remote.calls["list_names"] and remote.calls["exists"] == 63, remote.calls
+        assert remote.missing_blobs(lease, set(sorted(asked)[:63]), stored=0) == set(sorted(asked)[11:63])
+        if network:  # a few: looked up, no listing
+            assert (remote.calls["list_names"], remote.calls["exists"]) == (0, 63), remote.calls
     finally:
         remote.release(lease)
 

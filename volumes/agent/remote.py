@@ -120,7 +120,7 @@ class HttpRemote(Remote):
                 return  # a server without direct transfers: the proxy it is
             self.direct.add(lease, "GET", data.get("downloads") or {})
 
-    def missing_blobs(self, lease: Lease, hashes: set[str]) -> set[str]:
+    def missing_blobs(self, lease: Lease, hashes: set[str], stored: int | None = None) -> set[str]:
         ordered, missing = sorted(hashes), set()
         for i in range(0, len(ordered), MISSING_BATCH):
             data = self._post(lease.volume_name, "blobs/missing/",

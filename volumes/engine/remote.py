@@ -26,11 +26,11 @@ from .leases import Holder, Lease
 from .manifest import Manifest
 from .pins import Pin
 
-# Blob lookups in a storage over the network: from this many on, the volume's blob folder is listed first, and the
-# listing is used while it holds at most LISTED_PER_ASKED names per blob asked about (a page of about 1,000 names
-# costs one request, a lookup one request each); past that, each blob is looked up.
+# Blob lookups in a storage over the network: from LIST_AFTER on, when the volume holds at most LISTED_PER_ASKED blobs
+# per blob asked about, its blob folder is listed instead (stopping past that many names), else each is looked up.
+# A page of about 1,000 names is one request, but a slow one: 7-10 lookups on S3, 60-150 on moto.
 LIST_AFTER = 64
-LISTED_PER_ASKED = 20
+LISTED_PER_ASKED = 5
 
 
 class Remote(ABC):
@@ -88,7 +88,9 @@ class Remote(ABC):
         (`commits.check_room`; the commit checks again, and a server checks an agent's commit itself)."""
 
     @abstractmethod
-    def missing_blobs(self, lease: Lease, hashes: set[str]) -> set[str]: ...
+    def missing_blobs(self, lease: Lease, hashes: set[str], stored: int | None = None) -> set[str]:
+        """The hashes with no blob in the volume's storage. `stored`: how many blobs the volume is known to hold
+        (its base generation's), which tells a store over the network whether listing them beats asking each."""
 
     @abstractmethod
     def download_blob(self, lease: Lease, digest: str, local_path: str) -> None: ...
@@ -215,15 +217,16 @@ class DirectRemote(Remote):
     def check_room(self, lease: Lease, manifest: Manifest, counts: ChangeCounts) -> None:
         commits.check_room(lease.volume_id, lease.generation + 1, manifest, counts)
 
-    def missing_blobs(self, lease: Lease, hashes: set[str]) -> set[str]:
+    def missing_blobs(self, lease: Lease, hashes: set[str], stored: int | None = None) -> set[str]:
         store, prefix = self._store(lease)
         ordered = sorted(hashes)
         if store.kind == "filesystem":  # a stat each: threads would only queue for the GIL
             return {key[-64:] for key in store.absent([blob_key(prefix, h) for h in ordered])}
-        if len(ordered) >= LIST_AFTER:  # a cold push asks about every blob: one listing instead of 10,000 requests
-            stored = store.list_names(blob_key(prefix, "0" * 64)[:-64], limit=len(ordered) * LISTED_PER_ASKED)
-            if stored is not None:
-                return {h for h in ordered if blob_key(prefix, h) not in stored}
+        limit = len(ordered) * LISTED_PER_ASKED
+        if len(ordered) >= LIST_AFTER and stored is not None and stored <= limit:  # a cold push asks about every blob
+            names = store.list_names(blob_key(prefix, "0" * 64)[:-64], limit=limit)
+            if names is not None:
+                return {h for h in ordered if blob_key(prefix, h) not in names}
         with ThreadPoolExecutor(conf.get("TRANSFER_THREADS")) as pool:
             present = list(pool.map(lambda h: store.exists(blob_key(prefix, h)), ordered))
         return {h for h, ok in zip(ordered, present) if not ok}

@@ -746,7 +746,8 @@ def push_prepare(
     remote.check_room(lease, current, counts)
 
     by_hash = {e.hash: e for e in current.files}
-    missing = remote.missing_blobs(lease, set(by_hash) - base.hashes())
+    stored = base.hashes()
+    missing = remote.missing_blobs(lease, set(by_hash) - stored, stored=len(stored))
     total = sum(by_hash[h].size for h in missing)
     if missing:
         log(f"pushing {count(len(missing), 'file')} ({count(total, 'byte')}) of {lease.volume_name}")
