@@ -130,3 +130,18 @@ def test_a_refusal_a_retry_cannot_fix_fails_at_once_with_what_to_do(claimed, tmp
     finally:
         request_started.disconnect(count)
     assert calls == ["GET", "PUT"]  # one request each: not retried
+
+
+def test_an_agent_says_how_many_blobs_its_base_holds_when_it_asks_which_are_missing(claimed, monkeypatch):
+    """The server can then list a small volume's blob folder (one request) instead of looking up each blob."""
+    from volumes.engine.remote import DirectRemote
+
+    remote, lease, _ = claimed
+    seen = []
+    real = DirectRemote.missing_blobs
+    monkeypatch.setattr(DirectRemote, "missing_blobs",
+                        lambda self, lease, hashes, stored=None: seen.append(stored) or real(self, lease, hashes, stored))
+    asked = {hashlib.sha256(str(i).encode()).hexdigest() for i in range(70)}
+    assert remote.missing_blobs(lease, asked, stored=7) == asked
+    assert remote.missing_blobs(lease, asked) == asked
+    assert seen == [7, None]

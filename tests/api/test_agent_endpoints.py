@@ -116,6 +116,25 @@ def claimed_workspace():
     return Workspace.objects.get(pk="acme")
 
 
+def test_the_missing_blobs_request_passes_how_many_blobs_the_base_holds_and_refuses_a_negative_count(
+        claimed, volume, monkeypatch):
+    """With the count, a server over network storage may list a small volume's blobs instead of asking for each."""
+    from volumes.engine.remote import DirectRemote
+
+    seen = []
+    real = DirectRemote.missing_blobs
+    monkeypatch.setattr(DirectRemote, "missing_blobs",
+                        lambda self, lease, hashes, stored=None: seen.append(stored) or real(self, lease, hashes, stored))
+    token = claimed.acquire().json()["token"]
+    for extra, answer in [({}, None), ({"stored": 3}, 3), ({"stored": 0}, 0)]:
+        missing = claimed.api.post(claimed.mount("blobs/missing/"), {"token": token, "hashes": [sha(b"x")], **extra},
+                                   format="json", **claimed.h)
+        assert missing.json()["missing"] == [sha(b"x")] and seen.pop() == answer
+    refused = claimed.api.post(claimed.mount("blobs/missing/"), {"token": token, "hashes": [sha(b"x")], "stored": -1},
+                               format="json", **claimed.h)
+    assert refused.status_code == 400 and "stored" in refused.json()["detail"] and not seen
+
+
 def test_a_full_push_through_the_endpoints(claimed, volume):
     lease = claimed.acquire().json()
     assert lease["generation"] == 1 and lease["volume_name"] == "training-data"

@@ -123,8 +123,8 @@ class HttpRemote(Remote):
     def missing_blobs(self, lease: Lease, hashes: set[str], stored: int | None = None) -> set[str]:
         ordered, missing = sorted(hashes), set()
         for i in range(0, len(ordered), MISSING_BATCH):
-            data = self._post(lease.volume_name, "blobs/missing/",
-                              {"token": lease.token, "hashes": ordered[i:i + MISSING_BATCH], "direct": True})
+            ask = {"token": lease.token, "hashes": ordered[i:i + MISSING_BATCH], "direct": True}
+            data = self._post(lease.volume_name, "blobs/missing/", ask if stored is None else {**ask, "stored": stored})
             missing.update(data["missing"])
             self.direct.add(lease, "PUT", data.get("uploads") or {})
         return missing

@@ -288,9 +288,9 @@ def _check_digest(digest: str) -> str:
     return digest
 
 
-def agent_missing(job: Job, name: str, token: int, hashes: list[str]) -> set[str]:
+def agent_missing(job: Job, name: str, token: int, hashes: list[str], stored: int | None = None) -> set[str]:
     volume, lease = agent_lease(job, name, token)
-    return DirectRemote(user_id=job.user_id).missing_blobs(lease, {_check_digest(h) for h in hashes})
+    return DirectRemote(user_id=job.user_id).missing_blobs(lease, {_check_digest(h) for h in hashes}, stored)
 
 
 def agent_blob_urls(job: Job, name: str, token: int | None, hashes, upload: bool, pin_id: int | None = None

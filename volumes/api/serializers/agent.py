@@ -79,6 +79,9 @@ class PinIdSerializer(serializers.Serializer):
 
 class MissingSerializer(TokenSerializer):
     hashes = serializers.ListField(child=StrictCharField(max_length=64), max_length=10_000)
+    stored = StrictIntegerField(required=False, min_value=0,
+                                help_text="How many blobs the volume's base generation holds, when the agent knows: "
+                                          "the server may then list a small volume's blobs instead of looking each up")
     direct = serializers.BooleanField(required=False, default=False,
                                       help_text="Also answer presigned uploads for the missing blobs, where the storage signs")
 

@@ -191,7 +191,7 @@ class MissingView(AgentView):
     def post(self, request, ws: str, job_id: int, name: str):
         job = self.job(request, ws, job_id)
         data = validated(s.MissingSerializer, request.data)
-        missing = agent.agent_missing(job, name, data["token"], data["hashes"])
+        missing = agent.agent_missing(job, name, data["token"], data["hashes"], data.get("stored"))
         answer = {"missing": sorted(missing)}
         if data["direct"]:
             answer["uploads"] = agent.agent_blob_urls(job, name, data["token"], missing, upload=True)
