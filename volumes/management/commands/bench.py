@@ -185,7 +185,6 @@ class Command(BaseCommand):
 
     def bench_backend(self, name: str, tree: Path, backend: str) -> None:
         url, rclone_remote = self.storage_url(backend)
-        files = sum(1 for _ in tree.rglob("*"))
         cold_push, cold_pull, cp = [], [], []
         noop, noop_push, change, change_push, add, delete = [], [], [], [], [], []
         rsync_noop, rsync_change, together_push, rsync_together = [], [], [], []
@@ -265,7 +264,7 @@ class Command(BaseCommand):
         self.rows.append((ref, "1% added: pull + push", f"{median(add):.3f}s", ""))
         self.rows.append((ref, "1% deleted: pull + push", f"{median(delete):.3f}s", ""))
         if self.rclone:
-            self.bench_rclone(name, tree, backend, rclone_remote, median(noop), median(cold_push), files)
+            self.bench_rclone(name, tree, backend, rclone_remote, median(noop), median(cold_push), median(cold_pull))
 
     def cp_a(self, source: Path) -> float:
         dest = self.scratch / f"cp-{uuid.uuid4().hex[:6]}"
@@ -273,7 +272,7 @@ class Command(BaseCommand):
         shutil.rmtree(dest)
         return seconds
 
-    def bench_rclone(self, name, tree, backend, remote_cfg, noop, cold_push, files) -> None:
+    def bench_rclone(self, name, tree, backend, remote_cfg, noop, cold_push, cold_pull) -> None:
         env = dict(os.environ)
         if remote_cfg["type"] == "local":
             target = str(self.scratch / f"rclone-{uuid.uuid4().hex[:6]}")
@@ -288,8 +287,13 @@ class Command(BaseCommand):
         first = [timed(lambda: subprocess.run(base, env=env, check=True, capture_output=True))]
         checks = [timed(lambda: subprocess.run(base + ["--checksum"], env=env, check=True, capture_output=True))
                   for _ in range(self.runs)]
+        back = self.scratch / f"rclone-back-{uuid.uuid4().hex[:6]}"  # into an empty folder, like a cold pull
+        pulled = timed(lambda: subprocess.run(["rclone", "copy", "--links", "--transfers", threads, "--checkers",
+                                               threads, target, str(back)], env=env, check=True, capture_output=True))
+        shutil.rmtree(back, ignore_errors=True)
         ref = f"{name}/{backend}"
         self.rows.append((ref, "cold push vs rclone sync (cold)", f"{cold_push:.2f}s", ratio("rclone", first[0], cold_push)))
+        self.rows.append((ref, "cold pull vs rclone copy (cold)", f"{cold_pull:.2f}s", ratio("rclone", pulled, cold_pull)))
         self.rows.append((ref, "no change vs rclone sync --checksum", f"{noop:.3f}s",
                           f"{ratio('rclone', median(checks), noop)} ({median(checks) / noop:.1f}x faster)"))
 
