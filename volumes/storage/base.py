@@ -43,6 +43,14 @@ DELETE_THREADS = 8
 _BAD_SEGMENTS = frozenset(("", ".", ".."))
 
 
+def sha256_of_file(local_path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(local_path, "rb", buffering=0) as fh:
+        while chunk := fh.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def check_key(key: str) -> str:
     """A key must be relative, non-empty, without empty, '.' or '..' segments."""
     if (
@@ -171,11 +179,7 @@ class ObjectStore(ABC):
     def get_file_sha256(self, key: str, local_path: str | Path) -> str:
         """Download like get_file, hashing the bytes as they are written; returns their SHA-256 (hex)."""
         self.get_file(key, local_path)
-        digest = hashlib.sha256()
-        with open(local_path, "rb", buffering=0) as fh:
-            while chunk := fh.read(CHUNK_SIZE):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return sha256_of_file(local_path)
 
     def local_file(self, key: str) -> str | None:
         """The object's plain file on this machine, read without a connection (a forked process may read it

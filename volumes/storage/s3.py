@@ -3,6 +3,7 @@ with short timeouts, few retries and verified multipart uploads."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from .base import (
     check_prefix,
     check_range,
     network_reason,
+    sha256_of_file,
     short_error,
 )
 
@@ -289,17 +291,41 @@ class S3Store(BackendStore):
             raise
 
     def get_file(self, key: str, local_path: str | Path) -> None:
+        self.get_file_sha256(key, local_path)
+
+    def get_file_sha256(self, key: str, local_path: str | Path) -> str:
+        """One GET, its bytes hashed as they are written, for an object up to MULTIPART_THRESHOLD (download_file
+        asks a HEAD first: two requests for each small blob); a bigger one in parallel ranges, then hashed.
+        Nothing is left at `local_path` when a download fails."""
         from botocore.exceptions import ClientError
 
         name = self._name(key)
         target = self._local_target(local_path)
-        with self._errors(key):
+        try:
+            with self._errors(key):
+                try:
+                    answer = self.client.get_object(Bucket=self.bucket, Key=name)
+                    if answer["ContentLength"] <= MULTIPART_THRESHOLD:
+                        digest = hashlib.sha256()
+                        body = answer["Body"]
+                        with body, open(target, "wb") as fh:
+                            for chunk in body.iter_chunks(CHUNK_SIZE):
+                                digest.update(chunk)
+                                fh.write(chunk)
+                        return digest.hexdigest()
+                    answer["Body"].close()
+                    self.client.download_file(self.bucket, name, target, Config=self.transfer)
+                except ClientError as exc:
+                    if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                        raise self._missing_or_no_bucket(key) from None
+                    raise
+        except BaseException:
             try:
-                self.client.download_file(self.bucket, name, target, Config=self.transfer)
-            except ClientError as exc:
-                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                    raise self._missing_or_no_bucket(key) from None
-                raise
+                os.unlink(target)
+            except OSError:
+                pass
+            raise
+        return sha256_of_file(target)
 
     def get_bytes(self, key: str) -> bytes:
         name = self._name(key)
