@@ -29,6 +29,7 @@ from .cache import CachedVolume, remove_tree
 from .commits import ChangeCounts
 from .faults import crash_point
 from .leases import Lease
+from ..storage.base import sha256_of_file as hash_file
 from ..storage.localfiles import copy_if_unchanged, stat_key
 from ..storage.keys import MAX_NAME_BYTES, MAX_PATH_BYTES
 from .manifest import DIR, FILE, LINK, MAX_DEPTH, PERMISSIONS, Entry, Manifest, path_problem
@@ -62,19 +63,6 @@ def _noop(*_args) -> None:
 def count(n: int, noun: str) -> str:
     """'1 file', '2 files', '1,000 bytes'."""
     return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
-
-
-def hash_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        left = os.fstat(fd).st_size
-        while chunk := os.read(fd, min(CHUNK, max(left, 0) + 1)):  # no 1 MiB buffer per small file
-            left -= len(chunk)
-            digest.update(chunk)
-    finally:
-        os.close(fd)
-    return digest.hexdigest()
 
 
 # A stat taken this soon after a file's last change cannot vouch for its content forever: a write in

@@ -45,9 +45,14 @@ _BAD_SEGMENTS = frozenset(("", ".", ".."))
 
 def sha256_of_file(local_path: str | Path) -> str:
     digest = hashlib.sha256()
-    with open(local_path, "rb", buffering=0) as fh:
-        while chunk := fh.read(CHUNK_SIZE):
+    fd = os.open(local_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        left = os.fstat(fd).st_size
+        while chunk := os.read(fd, min(CHUNK_SIZE, max(left, 0) + 1)):  # no 1 MiB buffer per small file
+            left -= len(chunk)
             digest.update(chunk)
+    finally:
+        os.close(fd)
     return digest.hexdigest()
 
 
