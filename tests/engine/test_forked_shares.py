@@ -1,10 +1,11 @@
-"""A big tree's scan, and a big pull from a local store, are shared with a forked process (sync.SHARE_AFTER).
+"""A scan's hashing, a big pull from a local store and a push's uploads are shared with a forked process
+(sync.SHARE_AFTER).
 Whatever the split, the work must come out exactly as one process does it: the same entries, hash cache
 records, files hashed, warnings and skipped paths, the same tree; a failing child must cost only time, an error
 in its share must be the same error; a change in the clock tick of the last scan is still seen.
 
-A scan gives the child every other pending folder: after the root's walk, d01, d03, ... are the child's.
-A pull gives it every other file it fetches.
+A scan walks the tree in one process and gives the child every other file it has to hash (a walk alone is not
+worth a fork). A pull gives it every other file it fetches.
 """
 import hashlib
 import os
@@ -105,26 +106,53 @@ def test_a_shared_scan_finds_exactly_what_one_process_finds(tmp_path, monkeypatc
     assert bool(stat.S_IMODE(os.stat(tmp_path / "a" / "d05" / "f1.txt").st_mode) & 0o4000) is not strip
 
 
-def test_a_file_over_the_limit_in_the_childs_share_is_refused_as_by_one_process(tmp_path, monkeypatch, forks):
+def test_only_a_scan_with_many_files_to_hash_forks(tmp_path, monkeypatch, forks):
+    """A fork of a worker holding a big manifest costs more than half a walk that the hash cache vouches for."""
+    monkeypatch.setattr(sync, "SHARE_AFTER", 20)
+    for i in range(40):
+        (tmp_path / f"d{i % 4}").mkdir(exist_ok=True)
+        (tmp_path / f"d{i % 4}" / f"f{i}.txt").write_text(f"file {i}")
+    first, hashes, hashed = sync.scan(tmp_path, {})
+    assert hashed == 40 and len(forks) == 1
+    again, hashes, hashed = sync.scan(tmp_path, hashes, base=first)
+    assert hashed == 0 and len(forks) == 1, "a walk with nothing to hash was shared"
+    for i in range(19):
+        (tmp_path / f"d{i % 4}" / f"f{i}.txt").write_text(f"changed {i}")
+    changed, _, hashed = sync.scan(tmp_path, hashes, base=again)
+    assert hashed == 19 and len(forks) == 1
+    assert changed.entries["d0/f0.txt"].hash == hashlib.sha256(b"changed 0").hexdigest()
+
+
+def failing_hash(monkeypatch, fails):
+    """hash_file raises for the path `fails(path)` picks, in whichever process it runs."""
+    real = sync.hash_file
+
+    def hash_file(path):
+        if fails(path):
+            raise OSError(5, "Input/output error", path)
+        return real(path)
+
+    monkeypatch.setattr(sync, "hash_file", hash_file)
+
+
+def test_a_file_that_cannot_be_read_in_the_childs_share_fails_the_scan_as_in_one_process(tmp_path, monkeypatch,
+                                                                                          forks):
     build(tmp_path)
-    (tmp_path / "d01" / "deeper" / "big.bin").write_bytes(b"x" * 5000)
-    with pytest.raises(LimitExceeded) as shared:
-        sync.scan(tmp_path, {}, max_file_size=1000)
-    assert forks, "the scan was not shared"
+    failing_hash(monkeypatch, lambda path: path.endswith("d01/deeper/x.bin"))
+    with pytest.raises(OSError) as shared:
+        sync.scan(tmp_path, {})
+    assert forks, "the hashing was not shared"
     one_process(monkeypatch)
-    with pytest.raises(LimitExceeded) as alone:
-        sync.scan(tmp_path, {}, max_file_size=1000)
-    assert str(shared.value) == str(alone.value) and "d01/deeper/big.bin" in str(shared.value)
+    with pytest.raises(OSError) as alone:
+        sync.scan(tmp_path, {})
+    assert str(shared.value) == str(alone.value) and "d01/deeper/x.bin" in str(shared.value)
 
 
 def test_a_child_that_fails_leaves_its_share_to_the_parent(tmp_path, monkeypatch, forks):
     build(tmp_path)
     expected, _, _ = sync.scan(tmp_path, {})
-
-    def broken(self):
-        raise MemoryError("the child ran out of memory")
-
-    monkeypatch.setattr(sync._Walk, "export", broken)  # the forked child inherits it and exits with 1
+    parent = os.getpid()
+    failing_hash(monkeypatch, lambda path: os.getpid() != parent)  # the forked child fails on its first file
     found, records, hashed = sync.scan(tmp_path, {})
     assert forks
     assert {p: e[:7] for p, e in found.entries.items()} == {p: e[:7] for p, e in expected.entries.items()}
@@ -133,9 +161,10 @@ def test_a_child_that_fails_leaves_its_share_to_the_parent(tmp_path, monkeypatch
 
 def test_the_shared_scan_leaves_no_process_behind_when_the_parent_fails(tmp_path, monkeypatch, forks):
     build(tmp_path)
-    (tmp_path / "d00" / "big.bin").write_bytes(b"x" * 5000)  # the parent's share fails while the child walks
-    with pytest.raises(LimitExceeded):
-        sync.scan(tmp_path, {}, max_file_size=1000)
+    parent = os.getpid()
+    failing_hash(monkeypatch, lambda path: os.getpid() == parent)  # the parent's share fails while the child hashes
+    with pytest.raises(OSError):
+        sync.scan(tmp_path, {})
     assert forks
     for pid in forks:
         with pytest.raises(ChildProcessError):
@@ -143,24 +172,27 @@ def test_the_shared_scan_leaves_no_process_behind_when_the_parent_fails(tmp_path
 
 
 def test_a_rewrite_in_the_same_second_in_the_childs_share_is_found(coarse_fs, monkeypatch, forks):  # noqa: F811
-    for i in range(4):
+    targets = []
+    for i in range(4):  # the child hashes every other one of these
         (coarse_fs / f"d{i}").mkdir()
-        (coarse_fs / f"d{i}" / "a.txt").write_text("one")
-    target = coarse_fs / "d1" / "a.txt"  # d1 is the child's
+        targets.append(coarse_fs / f"d{i}" / "a.txt")
     rounds = []
 
     def attempt():
-        target.write_text(f"v{len(rounds) % 10}")
+        for target in targets:
+            target.write_text(f"v{len(rounds) % 10}")
         manifest, hashes, _ = sync.scan(coarse_fs, {})
-        target.write_text(f"w{len(rounds) % 10}")  # same size, same second: the same stat on this filesystem
+        for target in targets:
+            target.write_text(f"w{len(rounds) % 10}")  # same size, same second: the same stat on this filesystem
         rounds.append(1)
         return hashes
 
     hashes = within_one_second(attempt)
     assert forks
     again, _, hashed = sync.scan(coarse_fs, hashes, base=Manifest())
-    assert again.entries["d1/a.txt"].hash == hashlib.sha256(target.read_bytes()).hexdigest()
-    assert hashed >= 1
+    for target in targets:
+        assert again.entries[str(target.relative_to(coarse_fs))].hash == hashlib.sha256(target.read_bytes()).hexdigest()
+    assert hashed == 4
 
 
 def _write(tree):

@@ -119,7 +119,7 @@ def _by_name(item: os.DirEntry) -> str:
 BIG_FILE = 1024 * 1024  # hashed on a thread of its own
 
 
-def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
+def _hash_here(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
     """The files' hashes, in order. Big files go to threads (hashlib lets go of the GIL while it hashes a big
     buffer); small ones are hashed here, as their time is Python and syscalls under the GIL, for which threads
     only queue (10,000 files of 20 KB: 0.45 s on this thread, 0.7 s on four)."""
@@ -140,6 +140,27 @@ def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
     return digests
 
 
+def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
+    """The files' hashes, in order; SHARE_AFTER files or more are shared with a forked process, which hashes
+    every other one. If that process fails, its share is hashed here (and so raises the same error here)."""
+    child = None
+    if len(to_hash) >= SHARE_AFTER and forked.can_share():
+        theirs = to_hash[1::2]
+        child = forked.run_in_child(lambda: marshal.dumps(_hash_here(tree, theirs, threads)))
+    if child is None:
+        return _hash_here(tree, to_hash, threads)
+    try:
+        ours = _hash_here(tree, to_hash[::2], threads)
+        done, child = forked.result_of(child), None
+    finally:
+        if child is not None:
+            forked.stop(child)
+    digests: list = [None] * len(to_hash)
+    digests[::2] = ours
+    digests[1::2] = marshal.loads(done) if done is not None else _hash_here(tree, to_hash[1::2], threads)
+    return digests
+
+
 OS_PATH_BYTES = 4095  # the longest path the system takes (PATH_MAX less its terminating NUL)
 _TOO_LONG_HERE = (f"with this worker's cache folder its path passes the system's limit of {OS_PATH_BYTES:,} bytes, "
                   "so the cache cannot hold it")
@@ -149,8 +170,10 @@ def _room_in(folder: str | Path) -> int:
     return OS_PATH_BYTES - 1 - len(os.fsencode(folder))
 
 
-# A tree this big (entries the hash cache or the base expect, or entries walked so far) is walked by two
-# processes: what one process does per entry is Python under the GIL, so threads cannot share it.
+# This many files to hash (or, below, to fetch or upload) are shared with a forked process: what one process does
+# per file is Python under the GIL, which threads cannot share. A walk alone is not shared: with the hash cache it
+# is about 5 us a file, and a fork of a worker that holds a big manifest costs more than half of that (its page
+# tables, and a copy of every page either process then writes, a reference count being a write).
 SHARE_AFTER = 2_000
 
 
@@ -165,21 +188,14 @@ class _Walk:
         self.to_hash: list[tuple[str, os.stat_result, int]] = []
         self.warnings: list[str] = []
         self.skipped: list[str] = []
-        self.walked = 0
         self.hashed = 0
 
-    def like(self) -> "_Walk":
-        return _Walk(self.hashes, self.known, self.kept, self.max_file_size)
-
-    def folders(self, pending: list[tuple[str, str]], share_when: Callable[[int, int], bool] | None = None) -> None:
-        """Walk the pending folders and every folder found in them; with `share_when(walked, pending)`, stop as
-        soon as it says the pending rest should be shared."""
+    def folders(self, pending: list[tuple[str, str]]) -> None:
+        """Walk the pending folders and every folder found in them."""
         entries, records, to_hash, known, hashes = self.entries, self.records, self.to_hash, self.known, self.hashes
         S_IFMT, S_IMODE, S_IFREG, S_IFDIR, S_IFLNK = stat.S_IFMT, stat.S_IMODE, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
         kept, max_file_size = self.kept, self.max_file_size
         while pending:
-            if share_when is not None and share_when(self.walked, len(pending)):
-                return
             directory, rel = pending.pop()
             # Bytes a name may have here: a volume's limits, and the system's on the whole path in the cache.
             room = _room_in(directory)
@@ -190,7 +206,6 @@ class _Walk:
             with _listable(directory):
                 with os.scandir(directory) as it:
                     items = sorted(it, key=_by_name)
-            self.walked += len(items)
             for item in items:
                 name = item.name
                 path = rel + name
@@ -262,32 +277,6 @@ class _Walk:
         self.hashed += len(self.to_hash)
         self.to_hash = []
 
-    def export(self) -> bytes:
-        """What a child process found, for `absorb` in the parent: entries and records the parent already holds
-        (the base's, the old hash cache's) go as their paths only."""
-        known, hashes = self.known, self.hashes
-        same_files, same_others, rows = [], [], []
-        for path, entry in self.entries.items():
-            if known.get(path) is entry:  # a file's record is then the old hash cache's too (see `folders`)
-                (same_files if entry.type == FILE else same_others).append(path)
-            else:
-                rows.append(tuple(entry))
-        done = set(same_files)
-        records = [(p, r) for p, r in self.records.items() if p not in done]
-        return marshal.dumps((same_files, same_others, rows, records, self.warnings, self.skipped, self.hashed))
-
-    def absorb(self, data: bytes) -> None:
-        same_files, same_others, rows, records, warnings, skipped, hashed = marshal.loads(data)
-        entries, old = self.entries, self.known.__getitem__
-        entries.update(zip(same_files, map(old, same_files)))
-        entries.update(zip(same_others, map(old, same_others)))
-        entries.update(zip([row[0] for row in rows], map(Entry._make, rows)))
-        self.records.update(zip(same_files, map(self.hashes.__getitem__, same_files)))
-        self.records.update(records)
-        self.warnings += warnings
-        self.skipped += skipped
-        self.hashed += hashed
-
 
 def scan(
     tree: Path, hashes: dict[str, list], warn: Log = _noop, max_file_size: int | None = None,
@@ -299,45 +288,12 @@ def scan(
     `strip` (a push): setuid, setgid and sticky bits go from the tree too, not only from the manifest, so
     the tree is exactly what is committed and no such file stays in the worker's cache.
     `base` (the generation the tree was pulled as): an unchanged file, folder or link gets the base's own
-    entry (its `gen` kept) instead of a new one, which is cheaper and lets a diff see it unchanged at once.
-    A big tree is shared with a forked process (SHARE_AFTER); if that process fails, its part is walked here."""
+    entry (its `gen` kept) instead of a new one, which is cheaper and lets a diff see it unchanged at once."""
     known = base.entries if base is not None else {}
     walk = _Walk(hashes, known, PERMISSIONS if strip else 0o7777, max_file_size)
     root = os.fspath(tree)
-    threads = threads or conf.get("TRANSFER_THREADS")
-    pending: list[tuple[str, str]] = [(root, "")]  # iterative: any depth, no recursion limit
-    share_when = None
-    if forked.can_share():
-        expected = max(len(hashes), len(known))
-
-        def share_when(walked: int, waiting: int) -> bool:
-            return waiting >= 2 and (walked >= SHARE_AFTER or (expected >= SHARE_AFTER and waiting >= 8))
-
-    walk.folders(pending, share_when)
-    child = None
-    try:
-        if pending:
-            theirs, pending = pending[1::2], pending[::2]
-            share = walk.like()
-
-            def walk_theirs() -> bytes:
-                share.folders(theirs)
-                share.hash_files(root, threads)
-                return share.export()
-
-            child = forked.run_in_child(walk_theirs)
-            walk.folders(pending)
-            walk.hash_files(root, threads)
-            export = forked.result_of(child) if child is not None else None
-            child = None
-            if export is None:
-                walk.folders(theirs)
-            else:
-                walk.absorb(export)
-        walk.hash_files(root, threads)
-    finally:
-        if child is not None:
-            forked.stop(child)
+    walk.folders([(root, "")])  # iterative: any depth, no recursion limit
+    walk.hash_files(root, threads or conf.get("TRANSFER_THREADS"))
     for warning in walk.warnings:
         warn(warning)
     if skipped is not None:
