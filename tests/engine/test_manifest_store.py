@@ -230,8 +230,8 @@ def test_runs_in_a_damaged_copy_are_not_used_and_the_commit_splits_in_full(volum
 
     commit(volume, tmp_path / "cache", lambda tree: [(tree / f"f{i}").write_text(str(i)) for i in range(300)])
     remote, lease, cached, base, _ = checkout(volume, tmp_path / "cache")
-    generation, rows, _ = marshal.loads(cached._manifest.read_bytes())
-    cached._manifest.write_bytes(marshal.dumps((generation, rows, runs)))
+    tag, generation, columns, _ = marshal.loads(cached._manifest.read_bytes())
+    cached._manifest.write_bytes(marshal.dumps((tag, generation, columns, runs)))
     cache_module._MEMO.clear()
     base = cached.synced_manifest(lease.manifest_key)
     assert base is not None and base.runs is None and len(base.entries) == 300

@@ -215,7 +215,9 @@ def test_a_push_strips_setuid_setgid_and_sticky_bits_in_the_tree_it_commits(volu
     assert pulled.files_pulled == 0  # hashed again or not, depending on whether the chmod moved the ctime a tick
 
 
-def test_the_synced_manifest_is_kept_compact_and_a_json_copy_of_older_versions_is_still_read(volume, tmp_path):
+def test_the_synced_manifest_is_kept_compact_and_the_copies_of_older_versions_are_still_read(volume, tmp_path):
+    import marshal
+
     from volumes.engine import cache as cache_module
 
     commit(volume, tmp_path, populate)
@@ -226,6 +228,11 @@ def test_the_synced_manifest_is_kept_compact_and_a_json_copy_of_older_versions_i
     loaded = cached.synced_manifest(lease.manifest_key)
     assert loaded == base and loaded.generation == base.generation == 1
     assert all(type(e) is Entry for e in loaded.entries.values()) and hash(loaded.entries["notes.txt"])
+    assert list(loaded.entries) == list(base.entries)
+    rows = [tuple(e) for e in base.entries.values()]  # a tuple per entry, as versions before 2026-12-07 wrote it
+    (cached.root / "manifest.bin").write_bytes(marshal.dumps((base.generation, rows, base.runs)))
+    cache_module._MEMO.clear()
+    assert cached.synced_manifest(lease.manifest_key) == base
     (cached.root / "manifest.bin").unlink()
     (cached.root / "manifest.json").write_bytes(base.to_json())  # what an older version left
     cache_module._MEMO.clear()

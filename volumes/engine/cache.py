@@ -3,8 +3,8 @@
 Layout of one cached volume, `<cache>/<workspace>/<volume>/`:
   tree/           the files, mounted into jobs
   staging/        downloads in progress (same filesystem, so a rename moves them in)
-  manifest.bin    the manifest `state.json` names, as last synced (marshal rows; manifest.json before)
-  hashes.bin      path -> [dev, ino, size, mtime_ns, ctime_ns, sha256] (marshal; hashes.json before)
+  manifest.bin    the manifest `state.json` names, as last synced (marshal columns; rows, manifest.json before)
+  hashes.bin      path -> [dev, ino, size, mtime_ns, ctime_ns, sha256] (columns, hashcache.py; hashes.json before)
   usage           bytes the volume takes on disk, recorded when the tree was last exactly a generation
   clean           "known clean": the tree is exactly the manifest state.json names (see CachedVolume.mark_clean)
   lock            flock'ed while a job uses the volume; eviction skips locked volumes
@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
+from . import hashcache
 from .manifest import Manifest
 
 StatKey = tuple[int, int, int, int, int]
@@ -112,8 +113,8 @@ class CachedVolume:
         except (OSError, ValueError, AttributeError):
             return False
 
-    # The synced state: which manifest the local manifest.bin copy is. marshal rows, not JSON: 100,000
-    # entries load in about half the time (the JSON copy of older versions is still read).
+    # The synced state: which manifest the local manifest.bin copy is. marshal columns, not JSON: 100,000
+    # entries load in a quarter of the time (the rows and the JSON copy of older versions are still read).
     def synced_manifest(self, manifest_key: str) -> Manifest | None:
         try:
             state = json.loads(self._state.read_text())
@@ -123,9 +124,15 @@ class CachedVolume:
             manifest = _memo_get(self._manifest, key)  # this process wrote or read it: no parse
             if manifest is None and key is not None:
                 with bulk_load():
-                    generation, rows, *runs = marshal.loads(self._manifest.read_bytes())  # written by save_synced
-                    manifest = Manifest.from_rows(rows, generation)
-                    manifest.runs = runs[0] if runs and _well_formed_runs(runs[0]) else None
+                    saved = marshal.loads(self._manifest.read_bytes())
+                    if saved[0] == COLUMNS:  # as save_synced writes it
+                        _, generation, columns, runs = saved
+                        manifest = Manifest.from_columns(columns, generation)
+                    else:
+                        generation, rows, *runs = saved
+                        manifest, runs = Manifest.from_rows(rows, generation), runs[0] if runs else None
+                    del saved
+                    manifest.runs = runs if _well_formed_runs(runs) else None
                 _memo_put(self._manifest, key, manifest)
             elif manifest is None:
                 manifest = Manifest.from_json(self._manifest_json.read_bytes(), trusted=True)
@@ -135,7 +142,8 @@ class CachedVolume:
 
     def save_synced(self, manifest_key: str, manifest: Manifest) -> None:
         self._forget_state()
-        _write_atomic(self._manifest, marshal.dumps((manifest.generation, manifest.to_rows(), manifest.runs)))
+        _write_atomic(self._manifest, marshal.dumps((COLUMNS, manifest.generation, manifest.to_columns(),
+                                                     manifest.runs)))
         _memo_put(self._manifest, _file_key(self._manifest),
                   Manifest(dict(manifest.entries), manifest.generation, manifest.runs))
         try:
@@ -150,10 +158,10 @@ class CachedVolume:
         except FileNotFoundError:
             pass
 
-    def load_hashes(self) -> dict[str, list]:
-        """The hash cache (a copy the caller may change). marshal, not JSON: 100,000 entries load in
-        tens of milliseconds instead of about a second. A worker process keeps the last ones it read
-        or wrote in memory while their file is unchanged."""
+    def load_hashes(self, like: Manifest | None = None) -> dict[str, list]:
+        """The hash cache (a copy the caller may change). Loaded against `like`, the manifest the tree was synced
+        as, its records share that manifest's objects (hashcache.py). A worker process keeps the last ones it
+        read or wrote in memory while their file is unchanged."""
         key = _file_key(self._hashes)
         if key is not None:
             known = _memo_get(self._hashes, key)
@@ -161,10 +169,10 @@ class CachedVolume:
                 return dict(known)
             try:
                 with bulk_load():
-                    known = marshal.loads(self._hashes.read_bytes())
+                    known = hashcache.load(self._hashes, like)
                 if not isinstance(known, dict):
                     raise ValueError("not a dict")
-            except (OSError, ValueError, EOFError, TypeError):
+            except (OSError, ValueError):
                 return {}
             _memo_put(self._hashes, key, known)
             return dict(known)
@@ -174,7 +182,7 @@ class CachedVolume:
             return {}
 
     def save_hashes(self, hashes: dict[str, list]) -> None:
-        _write_atomic(self._hashes, marshal.dumps(hashes))
+        _write_atomic(self._hashes, hashcache.encode(hashes))
         _memo_put(self._hashes, _file_key(self._hashes), dict(hashes))
         try:
             self._hashes_json.unlink()
@@ -517,6 +525,7 @@ class WorkerCache:
 
 
 _MEMO: "OrderedDict[Path, tuple[tuple, object]]" = OrderedDict()
+COLUMNS = "columns"  # manifest.bin's first field since 2026-12-07 (a generation before)
 _MEMO_SIZE = 6  # files (hash caches, synced manifests) a worker process keeps parsed in memory
 _memo_lock = threading.Lock()
 

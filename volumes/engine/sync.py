@@ -391,7 +391,7 @@ def pull(
         target = remote.read_manifest(lease)
     _check_fits(cached, target, lease.volume_name)
     extras: list[str] = []
-    known = cached.load_hashes()
+    known = cached.load_hashes(like=target)
     local, hashes, stats.files_hashed = scan(cached.tree, known, warn=stats.warnings.append, skipped=extras,
                                              base=target)
     dirty = bool(stats.files_hashed) or len(hashes) != len(known)  # the hash cache needs saving
@@ -668,7 +668,7 @@ def push_prepare(
     stats = SyncStats()
     started = time.monotonic()
     remote.prepare(lease)
-    known = cached.load_hashes()
+    known = cached.load_hashes(like=base)
     current, hashes, stats.files_hashed = scan(
         cached.tree, known, warn=stats.warnings.append, max_file_size=conf.max_file_size(), strip=True, base=base
     )

@@ -1,0 +1,88 @@
+"""The hash cache's file format: path -> [dev, ino, size, mtime_ns, ctime_ns, sha256], in columns.
+
+A column of paths, five of packed 64-bit numbers and one of hex digests: 100,000 records take a third of the
+memory a marshalled dict of lists did, and loading them against the manifest the tree was synced as (`like`)
+shares that manifest's path, size, time and hash objects instead of making copies of them.
+"""
+from __future__ import annotations
+
+import marshal
+from array import array
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
+
+FORMAT = "columns"
+TYPECODES = "QQqqq"  # dev, ino, size, mtime_ns, ctime_ns
+DIGEST = 64  # characters of a hex SHA-256
+
+
+def encode(hashes: dict[str, list]) -> bytes:
+    """The records as bytes. One that a column cannot hold (a time past 2262, a hand-made record) is left out:
+    a record missing costs a hash, never a wrong one."""
+    try:
+        return _encode(hashes)
+    except (OverflowError, TypeError, ValueError):
+        return _encode({path: record for path, record in hashes.items() if _fits(record)})
+
+
+def _encode(hashes: dict[str, list]) -> bytes:
+    records = hashes.values()
+    digests = "".join([record[5] for record in records])
+    if len(digests) != DIGEST * len(hashes):
+        raise ValueError("a digest that is not 64 characters")
+    columns = [array(code, [record[i] for record in records]).tobytes() for i, code in enumerate(TYPECODES)]
+    return marshal.dumps((FORMAT, "\0".join(hashes), *columns, digests))
+
+
+def _fits(record) -> bool:
+    try:
+        for i, code in enumerate(TYPECODES):
+            array(code, [record[i]])
+    except (OverflowError, TypeError, IndexError):
+        return False
+    return len(record) == 6 and type(record[5]) is str and len(record[5]) == DIGEST and record[5].isascii()
+
+
+def load(path: Path, like: "Manifest | None" = None) -> dict[str, list]:
+    """The records `encode` wrote to `path` (or a dict, as versions before 2026-12-07 wrote them). Raises
+    OSError when the file cannot be read, ValueError when it is not one of those."""
+    try:
+        saved = marshal.loads(path.read_bytes())  # the file's bytes are let go before the records are made
+    except (EOFError, TypeError) as exc:
+        raise ValueError(f"not a hash cache: {exc}") from exc
+    if type(saved) is dict:
+        return saved
+    if not (type(saved) is tuple and len(saved) == 8 and saved[0] == FORMAT and type(saved[1]) is str
+            and type(saved[7]) is str and all(type(raw) is bytes for raw in saved[2:7])):
+        raise ValueError("not a hash cache")
+    _, paths, *packed, digests = saved
+    del saved
+    try:
+        columns = [memoryview(raw).cast(code) for code, raw in zip(TYPECODES, packed)]  # read in place
+    except TypeError as exc:  # a length that is not a whole number of values
+        raise ValueError(f"not a hash cache: {exc}") from exc
+    count = len(columns[0])
+    if not (all(len(c) == count for c in columns) and len(digests) == DIGEST * count
+            and (paths.count("\0") + 1 if paths else 0) == count):
+        raise ValueError("columns of different lengths")
+    get = (like.entries if like is not None else {}).get
+    records: dict[str, list] = {}
+    start, same_dev = 0, None
+    for i, (dev, ino, size, mtime, ctime) in enumerate(zip(*columns)):
+        end = paths.find("\0", start)
+        path = paths[start:end] if end >= 0 else paths[start:]
+        start = end + 1
+        if dev == same_dev:
+            dev = same_dev  # one object for the one device nearly every record has
+        else:
+            same_dev = dev
+        digest = digests[DIGEST * i:DIGEST * (i + 1)]
+        entry = get(path)
+        if entry is not None and entry.hash == digest and entry.size == size and entry.mtime_ns == mtime:
+            records[entry.path] = [dev, ino, entry.size, entry.mtime_ns, ctime, entry.hash]
+        else:
+            records[path] = [dev, ino, size, mtime, ctime, digest]
+    return records
