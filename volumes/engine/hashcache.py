@@ -50,7 +50,8 @@ def load(path: Path, like: "Manifest | None" = None) -> dict[str, list]:
     """The records `encode` wrote to `path` (or a dict, as versions before 2026-12-07 wrote them). Raises
     OSError when the file cannot be read, ValueError when it is not one of those."""
     try:
-        saved = marshal.loads(path.read_bytes())  # the file's bytes are let go before the records are made
+        with open(path, "rb") as file:
+            saved = marshal.load(file)  # read as parsed: not the whole file next to its values (a few big values)
     except (EOFError, TypeError) as exc:
         raise ValueError(f"not a hash cache: {exc}") from exc
     if type(saved) is dict:

@@ -232,13 +232,14 @@ class _Walk:
                     mtime = st.st_mtime_ns
                     if (cached is not None and cached[4] == st.st_ctime_ns and cached[3] == mtime
                             and cached[2] == size and cached[1] == st.st_ino and cached[0] == st.st_dev):
-                        records[path] = cached
                         digest, perm, old = cached[5], S_IMODE(mode) & kept, known.get(path)
                         if (old is not None and old.hash == digest and old.mtime_ns == mtime and old.size == size
                                 and old.mode == perm and old.type == FILE and not old.target):
+                            path = old.path  # keyed by the base's own string: 100,000 paths are 7 MB
                             entries[path] = old
                         else:
                             entries[path] = Entry(path, FILE, size, digest, perm, mtime)
+                        records[path] = cached
                     else:
                         to_hash.append((path, st, seen))
                 elif kind == S_IFDIR:
