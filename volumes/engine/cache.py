@@ -115,7 +115,7 @@ class CachedVolume:
             return False
 
     # The synced state: which manifest the local manifest.bin copy is. marshal columns, not JSON: 100,000
-    # entries load in a quarter of the time (the rows and the JSON copy of older versions are still read).
+    # entries load in under a third of the time (the rows and the JSON copy of older versions are still read).
     def synced_manifest(self, manifest_key: str) -> Manifest | None:
         try:
             state = json.loads(self._state.read_text())
