@@ -200,30 +200,17 @@ def azurite(server_logs) -> Iterator[Azurite]:
         shutil.rmtree(location, ignore_errors=True)
 
 
-# gcp-storage-emulator serves one request at a time from a listen backlog of 5 (more concurrent
-# clients get their connections dropped) and rewrites a JSON snapshot of every object after each
-# write (quadratic; pointless in memory). Start its own entry point with both fixed.
-_GCS_LAUNCHER = """
-import http.server, sys
-http.server.HTTPServer.request_queue_size = 128
-from gcp_storage_emulator import storage
-if "--in-memory" in sys.argv:
-    storage.Storage._write_config_to_file = lambda self: None
-from gcp_storage_emulator.__main__ import main
-sys.argv[0] = "gcp-storage-emulator"
-sys.exit(main())
-"""
-
-
 @pytest.fixture(scope="session")
 def gcs_emulator(server_logs) -> Iterator[str]:
-    """A GCS emulator (in memory, anonymous); yields its endpoint URL."""
+    """A GCS emulator (in memory, anonymous, with GCS's create-only uploads: scripts/gcs_emulator.py); yields its
+    endpoint URL."""
     tool = find_tool("gcp-storage-emulator")
     with open(tool, "rb") as f:
         first = f.readline().decode(errors="replace").strip()
     python = first[2:].strip() if first.startswith("#!") and "python" in first else sys.executable
     port = free_port()
-    argv = [python, "-c", _GCS_LAUNCHER, "start", "-H", "127.0.0.1", "--port", str(port), "--in-memory", "-q"]
+    argv = [python, str(ROOT / "scripts" / "gcs_emulator.py"), "start", "-H", "127.0.0.1", "--port", str(port),
+            "--in-memory", "-q"]
     server = start_server("gcp-storage-emulator", argv, port, server_logs,
                           ready=_http_ok(f"http://127.0.0.1:{port}/storage/v1/b"))
     try:

@@ -52,8 +52,8 @@ def test_put_overwrites(store):
 
 def test_create_only_writes_never_replace_an_existing_object(store, tmp_path):
     """S3 and Azure: a conditional write (If-None-Match: *), proven here against moto and Azurite;
-    filesystem: an exclusive link; GCS: ifGenerationMatch=0, which the emulator ignores, so this
-    proves the check-before-write fallback there."""
+    filesystem: an exclusive link; GCS: ifGenerationMatch=0, which the test emulator keeps as GCS does
+    (scripts/gcs_emulator.py; the fallback for a server that ignores it is tested at the end)."""
     big = os.urandom(12 * MiB + 5)
     small = tmp_path / "small"
     small.write_bytes(b"second version")
@@ -528,3 +528,94 @@ def test_an_s3_download_of_a_blob_is_one_get_and_a_cut_leaves_nothing_behind(req
     with pytest.raises(StorageUnavailable):
         store.get_file("blobs/small", tmp_path / "cut")
     assert not (tmp_path / "cut").exists()
+
+
+class _Requests:
+    """Every HTTP request the Azure and GCS SDKs make (both send through requests.Session)."""
+
+    def __init__(self, monkeypatch) -> None:
+        import requests
+
+        self.made: list[str] = []
+        send = requests.Session.send
+
+        def counted(session, prepared, **kwargs):
+            self.made.append(prepared.method)
+            return send(session, prepared, **kwargs)
+
+        monkeypatch.setattr(requests.Session, "send", counted)
+
+
+@pytest.mark.parametrize("kind", ["azure", "gcs"])
+def test_a_blob_download_is_one_get_hashed_as_it_is_written_and_a_cut_leaves_nothing_behind(kind, request, tmp_path,
+                                                                                             monkeypatch):
+    """A cold pull of 10,000 small blobs is 10,000 of these: one GET each, the bytes hashed on their way to the
+    file (they were read again to hash them), and a download cut midway leaves no partial file (it did)."""
+    import urllib3
+    from urllib3.exceptions import ProtocolError
+
+    from volumes.storage import azure, base
+
+    store = make_store(kind, backend_config(kind, request, tmp_path))
+    if kind == "gcs":
+        store.retry = store.retry.with_timeout(0.5)  # the cut below is retried: give up soon
+    store.put_bytes("blobs/small", BINARY)
+
+    def read_again(path):
+        raise AssertionError(f"{path} was read again to hash it")
+
+    monkeypatch.setattr(base, "sha256_of_file", read_again)
+    monkeypatch.setattr(azure, "sha256_of_file", read_again, raising=False)
+    requests = _Requests(monkeypatch)
+    assert store.get_file_sha256("blobs/small", tmp_path / "small") == hashlib.sha256(BINARY).hexdigest()
+    assert (tmp_path / "small").read_bytes() == BINARY and requests.made == ["GET"]
+    store.get_file("blobs/small", tmp_path / "again")
+    assert (tmp_path / "again").read_bytes() == BINARY and requests.made == ["GET", "GET"]
+
+    stream = urllib3.response.HTTPResponse.stream
+
+    def cut(self, *args, **kwargs):
+        yield next(stream(self, 10, **{k: v for k, v in kwargs.items() if k != "amt"}))
+        raise ProtocolError("Connection broken: connection reset by peer")
+
+    monkeypatch.setattr(urllib3.response.HTTPResponse, "stream", cut)
+    with pytest.raises(StorageUnavailable):
+        store.get_file("blobs/small", tmp_path / "cut")
+    assert not (tmp_path / "cut").exists()
+
+
+def test_a_gcs_create_only_upload_is_one_request_where_the_server_keeps_ifgenerationmatch(request, tmp_path,
+                                                                                         monkeypatch):
+    """GCS refuses ifGenerationMatch=0 over a live object itself: asking whether the blob exists first (a GET
+    before each upload, as for an emulator that ignores the condition) doubled a push's requests."""
+    store = make_store("gcs", backend_config("gcs", request, tmp_path))
+    (tmp_path / "blob").write_bytes(BINARY)
+    digest = hashlib.sha256(BINARY).hexdigest()
+    assert store.put_bytes("first", b"x", create_only=True) is True  # the store finds out what the server does
+    requests = _Requests(monkeypatch)
+    assert store.put_file("blobs/new", tmp_path / "blob", sha256=digest, create_only=True) is True
+    assert requests.made == ["POST"]
+    assert store.put_file("blobs/new", tmp_path / "blob", sha256=digest, create_only=True) is False
+    assert store.put_bytes("first", b"second", create_only=True) is False
+    assert requests.made == ["POST", "POST", "POST"]
+    assert store.get_bytes("first") == b"x" and sorted(store.list("")) == ["blobs/new", "first"]
+
+
+def test_a_gcs_server_that_ignores_ifgenerationmatch_is_asked_first(tmp_path, server_logs, monkeypatch):
+    """The plain gcp-storage-emulator (as PrivateStorage starts it) overwrites despite ifGenerationMatch=0: the
+    store finds that out and keeps create-only writes by asking first."""
+    from tests.servers import PrivateStorage
+
+    storage = PrivateStorage("gcs", tmp_path, server_logs)
+    try:
+        store = make_store("gcs", storage.config)
+        (tmp_path / "other").write_bytes(b"other")
+        assert store.put_bytes("k", b"first", create_only=True) is True
+        assert store.put_bytes("k", b"second", create_only=True) is False
+        assert store.put_file("k", tmp_path / "other", create_only=True) is False
+        assert store.get_bytes("k") == b"first" and list(store.list("")) == ["k"]
+        requests = _Requests(monkeypatch)
+        assert store.put_bytes("j", b"new", create_only=True) is True
+        assert requests.made == ["GET", "POST"]  # does it exist? then the upload
+    finally:
+        storage.close()

@@ -2,6 +2,7 @@
 here with short timeouts and one quick retry."""
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from .base import (
     check_prefix,
     check_range,
     network_reason,
+    sha256_of_file,
     short_error,
 )
 
@@ -197,12 +199,32 @@ class AzureStore(BackendStore):
         return True
 
     def get_file(self, key: str, local_path: str | Path) -> None:
+        self.get_file_sha256(key, local_path)
+
+    def get_file_sha256(self, key: str, local_path: str | Path) -> str:
+        """One GET for a blob up to MULTIPART_THRESHOLD (max_single_get_size), its bytes hashed as they are
+        written (they were read again to hash them); a bigger blob in parallel ranges, then hashed. Nothing is
+        left at `local_path` when a download fails (a cut one left what it had written)."""
         blob = self._blob(key)
         target = self._local_target(local_path)
-        with self._errors(key):
-            downloader = blob.download_blob(max_concurrency=PART_CONCURRENCY)
-            with open(target, "wb") as f:
-                downloader.readinto(f)
+        try:
+            with self._errors(key):
+                downloader = blob.download_blob(max_concurrency=PART_CONCURRENCY)
+                with open(target, "wb") as fh:
+                    if downloader.size <= MULTIPART_THRESHOLD:  # already read whole by the first GET
+                        digest = hashlib.sha256()
+                        for chunk in downloader.chunks():
+                            digest.update(chunk)
+                            fh.write(chunk)
+                        return digest.hexdigest()
+                    downloader.readinto(fh)
+        except BaseException:
+            try:
+                os.unlink(target)
+            except OSError:
+                pass
+            raise
+        return sha256_of_file(target)
 
     def get_bytes(self, key: str) -> bytes:
         blob = self._blob(key)
