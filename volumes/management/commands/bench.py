@@ -1,11 +1,13 @@
 """Benchmark the sync engine against `cp -a` and `rclone` on the same data, and print a table.
 
-    python manage.py bench [--datasets S,M] [--backends filesystem,s3] [--runs 3] [--jobs] [--big]
+    python manage.py bench [--datasets S,M] [--backends filesystem,s3,azure,gcs] [--runs 3] [--jobs] [--big]
 
 Datasets are generated deterministically under bench-data/ (S: 1,000 files / 100 MB of mixed
 sizes; M: 10,000 small files / 200 MB in nested folders with symlinks; L: 100,000 files of 2 KB,
 for --big). Figures are medians; every reference (`cp -a`, `rsync -a`, `rclone`) is measured in
-the same run on the same data, and the ratio column compares the two.
+the same run on the same data, and the ratio column compares the two. s3, azure and gcs start moto_server,
+Azurite and gcp-storage-emulator on 127.0.0.1 (scripts/install_tools.sh, requirements-dev.txt); rclone is run
+against the same server.
 
 `--jobs` times the start and end of a job with a cached 10,000-file volume against a job without
 volumes; `--big` does the same for the 100,000-file volume in a fresh process each, and reports
@@ -24,9 +26,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from volumes.engine import leases, sync
 from volumes.engine.cache import WorkerCache
@@ -48,6 +51,18 @@ if status:
     sys.exit(f"{sys.argv[1:]} exited with {status}")
 print(usage.ru_maxrss)
 """
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"  # Azurite's well-known development account and key (public, in its docs)
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def tool(name: str) -> str:
+    """A server binary from .tools (scripts/install_tools.sh), this interpreter's bin, or PATH."""
+    for folder in (Path(settings.BASE_DIR) / ".tools" / "node_modules" / ".bin", Path(sys.executable).parent):
+        if os.access(folder / name, os.X_OK):
+            return str(folder / name)
+    return shutil.which(name) or name
 
 
 def generate(root: Path, name: str) -> Path:
@@ -137,28 +152,62 @@ class Command(BaseCommand):
 
     # --- storage backends -------------------------------------------------------------------
     def storage_url(self, backend: str) -> tuple[str, dict]:
+        """The workspace storage URL of a fresh bucket on a server started here (stopped at the end), and how
+        rclone reaches the same bucket: {"type": "local", "path": ...} or {"env": RCLONE_CONFIG_BENCH_*}."""
         if backend == "filesystem":
             root = self.scratch / f"fs-{uuid.uuid4().hex[:6]}"
             return f"file://{root}", {"type": "local", "path": str(root)}
         port = free_port()
-        moto = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-        proc = subprocess.Popen([moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+        if backend == "s3":
+            self.start_server([tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], port)
+            import boto3
+
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                         aws_secret_access_key="bench").create_bucket(Bucket="bench")
+            url = f"s3://bench/v?endpoint_url={endpoint}&region=us-east-1&access_key=bench&secret_key=bench"
+            return url, {"env": {"TYPE": "s3", "PROVIDER": "Other", "ENDPOINT": endpoint, "ACCESS_KEY_ID": "bench",
+                                 "SECRET_ACCESS_KEY": "bench", "REGION": "us-east-1"}}
+        if backend == "azure":  # Azurite, its data under the scratch folder, with the well-known dev account
+            self.start_server([tool("azurite-blob"), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+                               str(self.scratch / f"azurite-{port}"), "--disableTelemetry", "--skipApiVersionCheck",
+                               "--loose", "--silent"], port)
+            from azure.storage.blob import BlobServiceClient
+
+            endpoint += f"/{AZURITE_ACCOUNT}"
+            BlobServiceClient(endpoint, credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+                              ).create_container("bench")
+            url = (f"az://bench/v?account_name={AZURITE_ACCOUNT}&account_key={quote(AZURITE_KEY, safe='')}"
+                   f"&endpoint={endpoint}")
+            return url, {"env": {"TYPE": "azureblob", "ACCOUNT": AZURITE_ACCOUNT, "KEY": AZURITE_KEY,
+                                 "ENDPOINT": endpoint, "USE_EMULATOR": "true"}}
+        if backend == "gcs":  # gcp-storage-emulator in memory, anonymous, as tests/servers.py starts it
+            self.start_server([sys.executable, str(Path(settings.BASE_DIR) / "scripts" / "gcs_emulator.py"), "start",
+                               "-H", "127.0.0.1", "--port", str(port), "--in-memory", "-q"], port,
+                              env={"STORAGE_BASE": str(self.scratch)})
+            from google.auth.credentials import AnonymousCredentials
+            from google.cloud import storage
+
+            storage.Client(project="bench", credentials=AnonymousCredentials(),
+                           client_options={"api_endpoint": endpoint}).create_bucket("bench")
+            return f"gs://bench/v?endpoint={endpoint}&project=bench", {"env": {
+                "TYPE": "google cloud storage", "ANONYMOUS": "true", "ENDPOINT": f"{endpoint}/storage/v1/"}}
+        raise CommandError(f"unknown backend {backend!r}: use filesystem, s3, azure or gcs")
+
+    def start_server(self, argv: list[str], port: int, env: dict | None = None) -> None:
+        """Start a storage server (no shell: its pid is the server's) and wait until it takes connections."""
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                cwd=self.scratch, env={**os.environ, **(env or {})})
         self.servers.append(proc)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
+                return
             except OSError:
                 time.sleep(0.1)
-        import boto3
-
-        endpoint = f"http://127.0.0.1:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
-                     aws_secret_access_key="bench").create_bucket(Bucket="bench")
-        url = f"s3://bench/v?endpoint_url={endpoint}&region=us-east-1&access_key=bench&secret_key=bench"
-        return url, {"type": "s3", "endpoint": endpoint}
+        raise CommandError(f"{argv[0]} did not answer on 127.0.0.1:{port} (exit code {proc.poll()}); "
+                           "run scripts/install_tools.sh and pip install -r requirements-dev.txt")
 
     def new_volume(self, url: str) -> Volume:
         from volumes.services.volumes import volume_create
@@ -274,12 +323,10 @@ class Command(BaseCommand):
 
     def bench_rclone(self, name, tree, backend, remote_cfg, noop, cold_push, cold_pull) -> None:
         env = dict(os.environ)
-        if remote_cfg["type"] == "local":
+        if "env" not in remote_cfg:
             target = str(self.scratch / f"rclone-{uuid.uuid4().hex[:6]}")
         else:
-            env.update(RCLONE_CONFIG_BENCH_TYPE="s3", RCLONE_CONFIG_BENCH_PROVIDER="Other",
-                       RCLONE_CONFIG_BENCH_ENDPOINT=remote_cfg["endpoint"], RCLONE_CONFIG_BENCH_ACCESS_KEY_ID="bench",
-                       RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY="bench", RCLONE_CONFIG_BENCH_REGION="us-east-1")
+            env.update({f"RCLONE_CONFIG_BENCH_{key}": value for key, value in remote_cfg["env"].items()})
             target = f"bench:bench/rclone-{uuid.uuid4().hex[:6]}"
             env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 refuses a CA bundle with its own HTTP transport
         threads = str(settings.VOLUMES["TRANSFER_THREADS"])
