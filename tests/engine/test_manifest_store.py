@@ -152,7 +152,7 @@ def test_a_commit_on_its_base_encodes_only_the_runs_that_changed_and_stores_what
     rng = random.Random(seed)
     base = volume_of(5_000)
     manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
-    assert base.runs and sum(run[2] for run in base.runs) > 4_900
+    assert base.runs and sum(run[2] for run in base.runs) > 4_800  # all but the tail run
     known = manifest_store.part_digests(store, f"{PREFIX}manifests/1.json")
     edits = rng.choice([1, 5, 40])
     current = _edited(base, rng, edits)
