@@ -164,7 +164,7 @@ def test_a_hash_cache_in_the_old_json_format_is_still_used(volume, tmp_path):
     remote.release(lease)
     hashes = cached.load_hashes()
     (cached.root / "hashes.bin").unlink()
-    (cached.root / "hashes.json").write_text(json.dumps(hashes))
+    (cached.root / "hashes.json").write_text(json.dumps(dict(hashes)))
     remote, lease, cached, base, stats = checkout(volume, tmp_path)
     remote.release(lease)
     assert stats.files_hashed == 0

@@ -51,6 +51,8 @@ def test_a_record_a_column_cannot_hold_is_left_out_and_the_rest_kept(tmp_path):
     hashes = records()
     hashes["far.txt"] = [2049, 13, 1, 2**64, 1, A]  # a time a job set past 2262
     hashes["short.txt"] = [2049, 14, 1, 1, 1, "abc"]
+    hashes["spaced.txt"] = [2049, 15, 1, 1, 1, "ab " + "c" * 60 + " d"]  # bytes.fromhex skips spaces
+    hashes["not hex.txt"] = [2049, 16, 1, 1, 1, "g" * 64]
     loaded = write_and_load(tmp_path, hashes)
     assert loaded == records()
 

@@ -32,7 +32,8 @@ import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from types import MappingProxyType
+from typing import IO, Callable, Iterator, Mapping
 
 from . import hashcache
 from .manifest import Manifest
@@ -159,15 +160,16 @@ class CachedVolume:
         except FileNotFoundError:
             pass
 
-    def load_hashes(self, like: Manifest | None = None) -> dict[str, list]:
-        """The hash cache (a copy the caller may change). Loaded against `like`, the manifest the tree was synced
-        as, its records share that manifest's objects (hashcache.py). A worker process keeps the last ones it
-        read or wrote in memory while their file is unchanged."""
+    def load_hashes(self, like: Manifest | None = None) -> Mapping[str, list]:
+        """The hash cache, read-only (change a copy: `dict(...)`). Loaded against `like`, the manifest the tree was
+        synced as, its records share that manifest's objects (hashcache.py). A worker process keeps the last ones
+        it read or wrote in memory while their file is unchanged, and hands out that one (100,000 records: a copy
+        would be 4 MB more)."""
         key = _file_key(self._hashes)
         if key is not None:
             known = _memo_get(self._hashes, key)
             if known is not None:
-                return dict(known)
+                return MappingProxyType(known)
             try:
                 with bulk_load():
                     known = hashcache.load(self._hashes, like)
@@ -176,7 +178,7 @@ class CachedVolume:
             except (OSError, ValueError):
                 return {}
             _memo_put(self._hashes, key, known)
-            return dict(known)
+            return MappingProxyType(known)
         try:
             return json.loads(self._hashes_json.read_bytes())
         except (OSError, ValueError):

@@ -1,12 +1,13 @@
 """The hash cache's file format: path -> [dev, ino, size, mtime_ns, ctime_ns, sha256], in columns.
 
-A column of paths, five of packed 64-bit numbers and one of hex digests: 100,000 records take a third of the
+A column of paths, five of packed 64-bit numbers and one of digests: 100,000 records take a third of the
 memory a marshalled dict of lists did, and loading them against the manifest the tree was synced as (`like`)
 shares that manifest's path, size, time and hash objects instead of making copies of them.
 """
 from __future__ import annotations
 
 import marshal
+import re
 from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
 FORMAT = "columns"
 TYPECODES = "QQqqq"  # dev, ino, size, mtime_ns, ctime_ns
-DIGEST = 64  # characters of a hex SHA-256
+DIGEST = 32  # bytes of a SHA-256
+HEX = re.compile("[0-9a-fA-F]{64}")  # read back in lower case, as hashlib writes it
 
 
 def encode(hashes: dict[str, list]) -> bytes:
@@ -30,9 +32,12 @@ def encode(hashes: dict[str, list]) -> bytes:
 
 def _encode(hashes: dict[str, list]) -> bytes:
     records = hashes.values()
-    digests = "".join([record[5] for record in records])
-    if len(digests) != DIGEST * len(hashes):
+    hexes = [record[5] for record in records]
+    if hashes and set(map(len, hexes)) != {2 * DIGEST}:
         raise ValueError("a digest that is not 64 characters")
+    digests = bytes.fromhex("".join(hexes))  # ValueError for anything but hex digits and spaces
+    if len(digests) != DIGEST * len(hashes):  # spaces
+        raise ValueError("a digest that is not hex")
     columns = [array(code, [record[i] for record in records]).tobytes() for i, code in enumerate(TYPECODES)]
     return marshal.dumps((FORMAT, "\0".join(hashes), *columns, digests))
 
@@ -43,7 +48,7 @@ def _fits(record) -> bool:
             array(code, [record[i]])
     except (OverflowError, TypeError, IndexError):
         return False
-    return len(record) == 6 and type(record[5]) is str and len(record[5]) == DIGEST and record[5].isascii()
+    return len(record) == 6 and type(record[5]) is str and HEX.fullmatch(record[5]) is not None
 
 
 def load(path: Path, like: "Manifest | None" = None) -> dict[str, list]:
@@ -57,7 +62,7 @@ def load(path: Path, like: "Manifest | None" = None) -> dict[str, list]:
     if type(saved) is dict:
         return saved
     if not (type(saved) is tuple and len(saved) == 8 and saved[0] == FORMAT and type(saved[1]) is str
-            and type(saved[7]) is str and all(type(raw) is bytes for raw in saved[2:7])):
+            and all(type(raw) is bytes for raw in saved[2:])):
         raise ValueError("not a hash cache")
     _, paths, *packed, digests = saved
     del saved
@@ -80,7 +85,7 @@ def load(path: Path, like: "Manifest | None" = None) -> dict[str, list]:
             dev = same_dev  # one object for the one device nearly every record has
         else:
             same_dev = dev
-        digest = digests[DIGEST * i:DIGEST * (i + 1)]
+        digest = digests[DIGEST * i:DIGEST * (i + 1)].hex()
         entry = get(path)
         if entry is not None and entry.hash == digest and entry.size == size and entry.mtime_ns == mtime:
             records[entry.path] = [dev, ino, entry.size, entry.mtime_ns, ctime, entry.hash]

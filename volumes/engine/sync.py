@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from .. import conf
 from ..exceptions import IntegrityError
@@ -181,7 +181,7 @@ class _Walk:
     """One walk over folders of a tree: the entries found, the hash cache records still good, the files to hash,
     and what a volume cannot hold. `hashes` and `known` (the base's entries) are only read."""
 
-    def __init__(self, hashes: dict[str, list], known: dict[str, Entry], kept: int, max_file_size: int | None):
+    def __init__(self, hashes: Mapping[str, list], known: dict[str, Entry], kept: int, max_file_size: int | None):
         self.hashes, self.known, self.kept, self.max_file_size = hashes, known, kept, max_file_size
         self.entries: dict[str, Entry] = {}
         self.records: dict[str, list] = {}  # the new hash cache
@@ -282,7 +282,7 @@ class _Walk:
 
 
 def scan(
-    tree: Path, hashes: dict[str, list], warn: Log = _noop, max_file_size: int | None = None,
+    tree: Path, hashes: Mapping[str, list], warn: Log = _noop, max_file_size: int | None = None,
     threads: int | None = None, skipped: list[str] | None = None, strip: bool = False, base: Manifest | None = None,
 ) -> tuple[Manifest, dict[str, list], int]:
     """Describe the tree as a manifest (entries without generations); hashes only files whose

@@ -176,7 +176,7 @@ def _keep_hashes(held: list[_Held], untouched: dict) -> None:
         files = untouched.get(h.cached.tree)
         if not files:
             continue
-        hashes = h.cached.load_hashes()
+        hashes = dict(h.cached.load_hashes())
         carried = 0
         for path, (before, after) in files.items():
             entry = hashes.get(path)
