@@ -313,7 +313,8 @@ class Command(BaseCommand):
         self.rows.append((ref, "1% added: pull + push", f"{median(add):.3f}s", ""))
         self.rows.append((ref, "1% deleted: pull + push", f"{median(delete):.3f}s", ""))
         if self.rclone:
-            self.bench_rclone(name, tree, backend, rclone_remote, median(noop), median(cold_push), median(cold_pull))
+            self.bench_rclone(name, tree, backend, rclone_remote, median(noop), median(noop_push), median(cold_push),
+                              median(cold_pull))
 
     def cp_a(self, source: Path) -> float:
         dest = self.scratch / f"cp-{uuid.uuid4().hex[:6]}"
@@ -321,7 +322,7 @@ class Command(BaseCommand):
         shutil.rmtree(dest)
         return seconds
 
-    def bench_rclone(self, name, tree, backend, remote_cfg, noop, cold_push, cold_pull) -> None:
+    def bench_rclone(self, name, tree, backend, remote_cfg, noop, noop_push, cold_push, cold_pull) -> None:
         env = dict(os.environ)
         if "env" not in remote_cfg:
             target = str(self.scratch / f"rclone-{uuid.uuid4().hex[:6]}")
@@ -343,6 +344,8 @@ class Command(BaseCommand):
         self.rows.append((ref, "cold pull vs rclone copy (cold)", f"{cold_pull:.2f}s", ratio("rclone", pulled, cold_pull)))
         self.rows.append((ref, "no change vs rclone sync --checksum", f"{noop:.3f}s",
                           f"{ratio('rclone', median(checks), noop)} ({median(checks) / noop:.1f}x faster)"))
+        self.rows.append((ref, "no change, decide + commit vs rclone --checksum", f"{noop_push:.3f}s",
+                          f"{ratio('rclone', median(checks), noop_push)} ({median(checks) / noop_push:.1f}x faster)"))
 
     # --- job overhead -------------------------------------------------------------------------
     def job_setup(self, tree: Path, cache: Path):
