@@ -24,6 +24,7 @@ from .base import (
     network_reason,
     sha256_of_file,
     short_error,
+    removed_on_failure,
 )
 
 
@@ -207,7 +208,7 @@ class AzureStore(BackendStore):
         left at `local_path` when a download fails (a cut one left what it had written)."""
         blob = self._blob(key)
         target = self._local_target(local_path)
-        try:
+        with removed_on_failure(target):
             with self._errors(key):
                 downloader = blob.download_blob(max_concurrency=PART_CONCURRENCY)
                 with open(target, "wb") as fh:
@@ -218,12 +219,6 @@ class AzureStore(BackendStore):
                             fh.write(chunk)
                         return digest.hexdigest()
                     downloader.readinto(fh)
-        except BaseException:
-            try:
-                os.unlink(target)
-            except OSError:
-                pass
-            raise
         return sha256_of_file(target)
 
     def get_bytes(self, key: str) -> bytes:

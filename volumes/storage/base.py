@@ -56,6 +56,19 @@ def sha256_of_file(local_path: str | Path) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def removed_on_failure(path: str) -> Iterator[None]:
+    """Nothing is left at `path` when the block fails: a download cut midway leaves no partial file."""
+    try:
+        yield
+    except BaseException:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        raise
+
+
 def check_key(key: str) -> str:
     """A key must be relative, non-empty, without empty, '.' or '..' segments."""
     if (

@@ -27,6 +27,7 @@ from .base import (
     check_range,
     network_reason,
     short_error,
+    removed_on_failure,
 )
 
 
@@ -283,15 +284,9 @@ class GCSStore(BackendStore):
                         fh.write(chunk)
                 return digest.hexdigest()
 
-        try:
+        with removed_on_failure(target):
             with self._errors(key):
                 return self.retry(attempt)()
-        except BaseException:
-            try:
-                os.unlink(target)
-            except OSError:
-                pass
-            raise
 
     def get_bytes(self, key: str) -> bytes:
         blob = self._blob(key)

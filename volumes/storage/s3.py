@@ -27,6 +27,7 @@ from .base import (
     network_reason,
     sha256_of_file,
     short_error,
+    removed_on_failure,
 )
 
 
@@ -301,7 +302,7 @@ class S3Store(BackendStore):
 
         name = self._name(key)
         target = self._local_target(local_path)
-        try:
+        with removed_on_failure(target):
             with self._errors(key):
                 try:
                     answer = self.client.get_object(Bucket=self.bucket, Key=name)
@@ -319,12 +320,6 @@ class S3Store(BackendStore):
                     if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
                         raise self._missing_or_no_bucket(key) from None
                     raise
-        except BaseException:
-            try:
-                os.unlink(target)
-            except OSError:
-                pass
-            raise
         return sha256_of_file(target)
 
     def get_bytes(self, key: str) -> bytes:
