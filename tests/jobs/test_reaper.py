@@ -83,7 +83,11 @@ def test_beat_keeps_its_schedule_file_under_the_data_folder(tmp_path):
             time.sleep(0.2)
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # beat stuck in its shutdown under load (once in CI): not this test's subject
+            proc.kill()
+            _, err = proc.communicate()
     assert list(data.glob("celerybeat-schedule*")), err.decode()[-2000:]
     assert not list(tmp_path.glob("celerybeat-schedule*"))  # nothing in the working directory
 

@@ -371,6 +371,10 @@ class StopsStorageAfterUploads(DirectRemote):
             if self.uploads == self.after:
                 self.storage.stop()
                 self.stopped_at = time.monotonic()
+                self.stopped()
+
+    def stopped(self) -> None:
+        """Called once, under the lock, right after the stop."""
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -406,12 +410,11 @@ class RestartsStorageAfterUploads(StopsStorageAfterUploads):
         super().__init__(storage, after)
         self.down_for, self.restarter = down_for, None
 
-    def upload_blob(self, lease, digest, local_path, hashed_as=None) -> None:
-        super().upload_blob(lease, digest, local_path, hashed_as)
-        with self.lock:
-            if self.uploads == self.after:
-                self.restarter = threading.Timer(self.down_for, self.storage.start)
-                self.restarter.start()
+    def stopped(self) -> None:
+        # Here, under the lock: an upload another thread finished meanwhile must not hide the stop (one did, reading
+        # the count after the lock, and the storage then never came back).
+        self.restarter = threading.Timer(self.down_for, self.storage.start)
+        self.restarter.start()
 
 
 @pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
