@@ -14,9 +14,9 @@ A, B, C = "a" * 64, "b" * 64, "c" * 64
 
 def records():
     return {
-        "one.txt": [2049, 11, 5, 1_700_000_000_123_456_789, 1_700_000_000_223_456_789, A],
-        "dir/two.bin": [2049, 12, 0, -5_000_000_000, 1_700_000_001_000_000_000, B],
-        "dir/ünïcode name\n.txt": [2050, 2**63 + 5, 2**40, 0, 1, C],
+        "one.txt": (2049, 11, 5, 1_700_000_000_123_456_789, 1_700_000_000_223_456_789, A),
+        "dir/two.bin": (2049, 12, 0, -5_000_000_000, 1_700_000_001_000_000_000, B),
+        "dir/ünïcode name\n.txt": (2050, 2**63 + 5, 2**40, 0, 1, C),
     }
 
 
@@ -49,10 +49,10 @@ def test_records_share_the_synced_manifests_objects_only_where_they_are_equal(tm
 
 def test_a_record_a_column_cannot_hold_is_left_out_and_the_rest_kept(tmp_path):
     hashes = records()
-    hashes["far.txt"] = [2049, 13, 1, 2**64, 1, A]  # a time a job set past 2262
-    hashes["short.txt"] = [2049, 14, 1, 1, 1, "abc"]
-    hashes["spaced.txt"] = [2049, 15, 1, 1, 1, "ab " + "c" * 60 + " d"]  # bytes.fromhex skips spaces
-    hashes["not hex.txt"] = [2049, 16, 1, 1, 1, "g" * 64]
+    hashes["far.txt"] = (2049, 13, 1, 2**64, 1, A)  # a time a job set past 2262
+    hashes["short.txt"] = (2049, 14, 1, 1, 1, "abc")
+    hashes["spaced.txt"] = (2049, 15, 1, 1, 1, "ab " + "c" * 60 + " d")  # bytes.fromhex skips spaces
+    hashes["not hex.txt"] = (2049, 16, 1, 1, 1, "g" * 64)
     loaded = write_and_load(tmp_path, hashes)
     assert loaded == records()
 

@@ -8,6 +8,7 @@ from volumes.engine.cache import WorkerCache
 from volumes.engine.manifest import Entry, Manifest
 from volumes.engine.remote import DirectRemote
 from volumes.exceptions import IntegrityError, LeaseLost, LimitExceeded
+from volumes.storage.localfiles import stat_key
 from volumes.models import Volume
 
 from .helpers import checkout, commit, tree_listing
@@ -259,3 +260,50 @@ def test_a_scan_of_big_and_small_files_gives_each_file_its_own_hash(tmp_path, th
     assert hashed == 12
     assert {e.path: e.hash for e in manifest.files} == {p: hashlib.sha256(d).hexdigest() for p, d in contents.items()}
     assert {p: r[5] for p, r in hashes.items()} == {e.path: e.hash for e in manifest.files}
+
+
+def test_a_scan_that_finds_every_record_good_hands_back_the_hash_cache_itself_and_otherwise_only_good_records(
+        tmp_path):
+    """A job's end on 100,000 unchanged files must not copy the hash cache (5 MB of dict); once anything changed,
+    the new cache holds exactly one record a file, each of the file's present stat, and none for a file gone."""
+    for i in range(6):
+        (tmp_path / f"f{i}").write_text(f"file {i}")
+    (tmp_path / "d").mkdir()
+    time.sleep(2 * sync.RACY_NS / 1e9)  # out of the clock tick of the writes: the records are kept
+    _, first, _ = sync.scan(tmp_path, {})
+    first = dict(first)
+    manifest, again, hashed = sync.scan(tmp_path, first)
+    assert hashed == 0 and again is first
+
+    (tmp_path / "f0").unlink()
+    (tmp_path / "f1").write_text("changed")
+    (tmp_path / "f2").unlink()
+    (tmp_path / "f2").mkdir()  # a file that became a folder
+    (tmp_path / "new").write_text("new")
+    time.sleep(2 * sync.RACY_NS / 1e9)
+    manifest, records, hashed = sync.scan(tmp_path, first)
+    assert hashed == 2 and records is not first
+    assert set(records) == {e.path for e in manifest.files} == {"f1", "f3", "f4", "f5", "new"}
+    for path, record in records.items():
+        assert list(record[:5]) == list(stat_key(os.lstat(tmp_path / path)))
+        assert record[5] == manifest.entries[path].hash
+    assert all(records[p] is first[p] for p in ("f3", "f4", "f5"))
+
+
+def test_a_pulled_link_keeps_its_stored_time_so_an_unchanged_tree_scans_as_the_base_itself(volume, tmp_path):
+    """A link made by a pull got the time of the pull, not the one stored: every push after saw it as new, built a
+    new manifest and compared the whole volume to learn nothing changed (and a commit rewrote the link's time)."""
+    def write(tree):
+        (tree / "d").mkdir()
+        (tree / "d" / "f.txt").write_text("data")
+        os.symlink("f.txt", tree / "d" / "link")
+        os.utime(tree / "d" / "link", ns=(10**18, 10**18), follow_symlinks=False)
+
+    commit(volume, tmp_path / "writer", write)
+    for cache in ("reader", "reader"):  # a cold pull, then a pull over the same cache
+        remote, lease, cached, base, _ = checkout(volume, tmp_path / cache)
+        remote.release(lease)
+        assert os.lstat(cached.tree / "d" / "link").st_mtime_ns == base.entries["d/link"].mtime_ns == 10**18
+        scanned, _, _ = sync.scan(cached.tree, cached.load_hashes(), base=base)
+        assert all(scanned.entries[p] is e for p, e in base.entries.items()) and len(scanned.entries) == len(base.entries)
+        os.utime(cached.tree / "d" / "link", ns=(5, 5), follow_symlinks=False)  # a job touched it: the pull puts it back

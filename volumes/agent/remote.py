@@ -173,7 +173,7 @@ class HttpRemote(Remote):
 
         self._transfer(fetch, f"a download of blob {digest}")
 
-    def upload_blob(self, lease: Lease, digest: str, local_path: str, hashed_as: list | None = None) -> None:
+    def upload_blob(self, lease: Lease, digest: str, local_path: str, hashed_as: tuple | None = None) -> None:
         def send() -> None:
             # A failed direct upload gives up its URL: later attempts go through the server, which retries too.
             if self.direct.upload(lease, digest, local_path):

@@ -138,7 +138,8 @@ class CachedVolume:
                 _memo_put(self._manifest, key, manifest)
             elif manifest is None:
                 manifest = Manifest.from_json(self._manifest_json.read_bytes(), trusted=True)
-            return Manifest(dict(manifest.entries), manifest.generation, manifest.runs)  # entries are immutable
+            # The memo's own entries, read-only (change a copy: 100,000 entries, a 5 MB dict less in every job).
+            return Manifest(MappingProxyType(manifest.entries), manifest.generation, manifest.runs)
         except (OSError, ValueError, Exception):  # a damaged cache is a cache miss
             return None
 
@@ -160,7 +161,7 @@ class CachedVolume:
         except FileNotFoundError:
             pass
 
-    def load_hashes(self, like: Manifest | None = None) -> Mapping[str, list]:
+    def load_hashes(self, like: Manifest | None = None) -> Mapping[str, tuple]:
         """The hash cache, read-only (change a copy: `dict(...)`). Loaded against `like`, the manifest the tree was
         synced as, its records share that manifest's objects (hashcache.py). A worker process keeps the last ones
         it read or wrote in memory while their file is unchanged, and hands out that one (100,000 records: a copy
@@ -184,7 +185,7 @@ class CachedVolume:
         except (OSError, ValueError):
             return {}
 
-    def save_hashes(self, hashes: dict[str, list]) -> None:
+    def save_hashes(self, hashes: dict[str, tuple]) -> None:
         _write_atomic(self._hashes, hashcache.encode(hashes))
         _memo_put(self._hashes, _file_key(self._hashes), dict(hashes))
         try:

@@ -1,4 +1,4 @@
-"""The hash cache's file format: path -> [dev, ino, size, mtime_ns, ctime_ns, sha256], in columns.
+"""The hash cache's file format: path -> (dev, ino, size, mtime_ns, ctime_ns, sha256), in columns.
 
 A column of paths, five of packed 64-bit numbers and one of digests: 100,000 records take a third of the
 memory a marshalled dict of lists did, and loading them against the manifest the tree was synced as (`like`)
@@ -21,7 +21,7 @@ DIGEST = 32  # bytes of a SHA-256
 HEX = re.compile("[0-9a-fA-F]{64}")  # read back in lower case, as hashlib writes it
 
 
-def encode(hashes: dict[str, list]) -> bytes:
+def encode(hashes: dict[str, tuple]) -> bytes:
     """The records as bytes. One that a column cannot hold (a time past 2262, a hand-made record) is left out:
     a record missing costs a hash, never a wrong one."""
     try:
@@ -30,7 +30,7 @@ def encode(hashes: dict[str, list]) -> bytes:
         return _encode({path: record for path, record in hashes.items() if _fits(record)})
 
 
-def _encode(hashes: dict[str, list]) -> bytes:
+def _encode(hashes: dict[str, tuple]) -> bytes:
     records = hashes.values()
     hexes = [record[5] for record in records]
     if hashes and set(map(len, hexes)) != {2 * DIGEST}:
@@ -51,7 +51,7 @@ def _fits(record) -> bool:
     return len(record) == 6 and type(record[5]) is str and HEX.fullmatch(record[5]) is not None
 
 
-def load(path: Path, like: "Manifest | None" = None) -> dict[str, list]:
+def load(path: Path, like: "Manifest | None" = None) -> dict[str, tuple]:
     """The records `encode` wrote to `path` (or a dict, as versions before 2026-12-07 wrote them). Raises
     OSError when the file cannot be read, ValueError when it is not one of those."""
     try:
@@ -75,7 +75,7 @@ def load(path: Path, like: "Manifest | None" = None) -> dict[str, list]:
             and (paths.count("\0") + 1 if paths else 0) == count):
         raise ValueError("columns of different lengths")
     get = (like.entries if like is not None else {}).get
-    records: dict[str, list] = {}
+    records: dict[str, tuple] = {}
     start, same_dev = 0, None
     for i, (dev, ino, size, mtime, ctime) in enumerate(zip(*columns)):
         end = paths.find("\0", start)
@@ -88,7 +88,7 @@ def load(path: Path, like: "Manifest | None" = None) -> dict[str, list]:
         digest = digests[DIGEST * i:DIGEST * (i + 1)].hex()
         entry = get(path)
         if entry is not None and entry.hash == digest and entry.size == size and entry.mtime_ns == mtime:
-            records[entry.path] = [dev, ino, entry.size, entry.mtime_ns, ctime, entry.hash]
+            records[entry.path] = (dev, ino, entry.size, entry.mtime_ns, ctime, entry.hash)
         else:
-            records[path] = [dev, ino, size, mtime, ctime, digest]
+            records[path] = (dev, ino, size, mtime, ctime, digest)
     return records

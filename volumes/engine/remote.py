@@ -96,7 +96,7 @@ class Remote(ABC):
     def download_blob(self, lease: Lease, digest: str, local_path: str) -> None: ...
 
     @abstractmethod
-    def upload_blob(self, lease: Lease, digest: str, local_path: str, hashed_as: list | None = None) -> None:
+    def upload_blob(self, lease: Lease, digest: str, local_path: str, hashed_as: tuple | None = None) -> None:
         """Store the file as the blob `digest`, refusing other bytes. `hashed_as`: the file's stat key when the
         caller hashed it (a local store may then copy it without hashing it again while it is that file)."""
 
@@ -239,7 +239,7 @@ class DirectRemote(Remote):
         store, prefix = self._store(lease)
         return store.get_file_sha256(blob_key(prefix, digest), local_path)
 
-    def upload_blob(self, lease: Lease, digest: str, local_path: str, hashed_as: list | None = None) -> None:
+    def upload_blob(self, lease: Lease, digest: str, local_path: str, hashed_as: tuple | None = None) -> None:
         store, prefix = self._store(lease)
         # Verified as it streams (the file may change after it was hashed) and create-only: a blob
         # already there is never replaced, whoever holds the lease.

@@ -202,7 +202,7 @@ class _RetryingBatch:
         return getattr(self.batch, name)
 
     def put_file(self, key: str, local_path: str | Path, sha256: str | None = None,
-                 hashed_as: list | None = None) -> None:
+                 hashed_as: tuple | None = None) -> None:
         self.store._call(f"an upload of {key}",
                          lambda: self.batch.put_file(key, local_path, sha256=sha256, hashed_as=hashed_as))
 

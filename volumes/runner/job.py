@@ -181,7 +181,7 @@ def _keep_hashes(held: list[_Held], untouched: dict) -> None:
         for path, (before, after) in files.items():
             entry = hashes.get(path)
             if entry and tuple(entry[:5]) == before:
-                hashes[path] = [*after, *entry[5:]]
+                hashes[path] = (*after, *entry[5:])
                 carried += 1
         if carried:
             h.cached.save_hashes(hashes)

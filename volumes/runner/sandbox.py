@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..exceptions import VolumesError
+from ..storage.localfiles import stat_key
 from .wrappers import one_line
 
 SANDBOX_UID = SANDBOX_GID = 65534
@@ -229,10 +230,6 @@ def runtime_binary(binary: Path, copy_dir: Path) -> Path:
 StatKey = tuple[int, int, int, int, int]  # (dev, ino, size, mtime_ns, ctime_ns), as the engine's hash cache keys files
 
 
-def _stat_key(st: os.stat_result) -> StatKey:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
 def chown_tree(root: Path, uid: int, gid: int, record: dict[str, tuple[StatKey, StatKey]] | None = None) -> None:
     """lchown `root` and everything below it; never follows a symlink.
 
@@ -246,7 +243,7 @@ def chown_tree(root: Path, uid: int, gid: int, record: dict[str, tuple[StatKey, 
                 before = os.lstat(path) if record is not None else None
                 os.chown(path, uid, gid, follow_symlinks=False)
                 if before is not None and stat.S_ISREG(before.st_mode):
-                    record[path[prefix:]] = (_stat_key(before), _stat_key(os.lstat(path)))
+                    record[path[prefix:]] = (stat_key(before), stat_key(os.lstat(path)))
             except FileNotFoundError:
                 pass
 

@@ -164,7 +164,7 @@ class _FaultyBatch:
         return getattr(self.batch, name)
 
     def put_file(self, key: str, local_path: str | Path, sha256: str | None = None,
-                 hashed_as: list | None = None) -> None:
+                 hashed_as: tuple | None = None) -> None:
         if self.store._fault("put_file", key) == TRUNCATE:
             data = Path(local_path).read_bytes()
             with tempfile.NamedTemporaryFile() as half:

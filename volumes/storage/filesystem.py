@@ -383,7 +383,7 @@ class _FileBatch:
         self.lock = threading.Lock()
 
     def put_file(self, key: str, local_path: str | Path, sha256: str | None = None,
-                 hashed_as: list | None = None) -> None:
+                 hashed_as: tuple | None = None) -> None:
         """Copy `local_path` to a temp file under `key`'s folder; with `sha256`, refuse bytes that do not
         hash to it (the file changed since it was hashed). Only a complete, verified copy is kept.
         `hashed_as`: the file's stat key when it was hashed to `sha256`; while it is still that file, it is

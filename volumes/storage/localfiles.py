@@ -9,9 +9,9 @@ import stat
 from .base import CHUNK_SIZE
 
 
-def stat_key(st: os.stat_result) -> list[int]:
+def stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
     """What says a file is the one hashed before: a write moves its ctime, a replace its inode."""
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def copy_if_unchanged(source: str, expected: list | tuple, dst: int) -> bool:
@@ -19,7 +19,7 @@ def copy_if_unchanged(source: str, expected: list | tuple, dst: int) -> bool:
     (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) describes: a file whose content was hashed under that
     stat needs no second hash (a write since would have moved its ctime). copy_file_range: a reflink where
     the filesystem can, else a copy in the kernel. False, `dst` left empty, when it is not that file."""
-    key = list(expected)
+    key = tuple(expected)
     try:
         src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
