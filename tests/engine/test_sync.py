@@ -307,3 +307,34 @@ def test_a_pulled_link_keeps_its_stored_time_so_an_unchanged_tree_scans_as_the_b
         scanned, _, _ = sync.scan(cached.tree, cached.load_hashes(), base=base)
         assert all(scanned.entries[p] is e for p, e in base.entries.items()) and len(scanned.entries) == len(base.entries)
         os.utime(cached.tree / "d" / "link", ns=(5, 5), follow_symlinks=False)  # a job touched it: the pull puts it back
+
+
+def test_diff_agrees_with_its_definition_whatever_was_shared_added_changed_or_deleted():
+    """diff skips what is the base's own entry and the pass over the base when nothing was deleted; the result must
+    be what comparing every path gives."""
+    import random
+
+    from volumes.engine.manifest import diff
+
+    rng = random.Random(7)
+    for _ in range(300):
+        base = Manifest({f"f{i}": Entry(f"f{i}", "file", i, f"{i:064x}", 0o644, i) for i in range(rng.randint(0, 12))})
+        entries = dict(base.entries)
+        for path in list(entries):
+            roll = rng.random()
+            if roll < 0.15:
+                del entries[path]
+            elif roll < 0.3:
+                entries[path] = entries[path]._replace(size=99, hash="f" * 64)  # changed
+            elif roll < 0.45:
+                entries[path] = Entry(*entries[path])  # equal, not the base's own object
+            elif roll < 0.55:
+                entries[path] = entries[path]._replace(mtime_ns=5)  # a time alone: not a change
+        for i in range(rng.randint(0, 3)):
+            entries[f"new{i}"] = Entry(f"new{i}", "file", 1, "e" * 64, 0o644, 1)
+        new = Manifest(entries)
+        old = base.entries
+        expected = ([e for p, e in entries.items() if p not in old],
+                    [e for p, e in entries.items() if p in old and not e.same_content(old[p])],
+                    [e for p, e in old.items() if p not in entries])
+        assert diff(base, new) == expected

@@ -176,13 +176,14 @@ def commit_generations(requests: list[CommitRequest], user_id: int | None = None
 def _move_pointer(request: CommitRequest, user_id: int | None) -> int:
     lease, parent = request.lease, request.parent
     generation = parent + 1
+    size, files = request.manifest.size_bytes, request.manifest.file_count
     moved = Volume.objects.filter(
         pk=lease.volume_id, lease_token=lease.token, lease_expires_at__gt=Now(), generation=parent
     ).update(
         generation=generation,
         manifest_key=request.manifest_key,
-        size_bytes=request.manifest.size_bytes,
-        file_count=request.manifest.file_count,
+        size_bytes=size,
+        file_count=files,
         last_used_at=Now(),
     )
     if moved != 1:
@@ -194,7 +195,7 @@ def _move_pointer(request: CommitRequest, user_id: int | None) -> int:
                 "nothing was committed and the previous generation is intact"
             )
         raise _moved_on(lease, row["generation"], parent)
-    check_room(lease.volume_id, generation, request.manifest, request.counts, request.base_size)
+    check_room(lease.volume_id, generation, request.manifest, request.counts, request.base_size, size)
     crash_point("commit.inside_transaction")
     VolumeCommit.objects.create(
         volume_id=lease.volume_id,
@@ -206,8 +207,8 @@ def _move_pointer(request: CommitRequest, user_id: int | None) -> int:
         user_id=user_id,
         job_id=request.job_id,
         message=request.message[:300],
-        size_bytes=request.manifest.size_bytes,
-        file_count=request.manifest.file_count,
+        size_bytes=size,
+        file_count=files,
         **request.counts.__dict__,
     )
     return generation
@@ -230,14 +231,15 @@ def _stored(volume_id: int, current: int, now: datetime, new: _Figures | None = 
 
 
 def check_room(volume_id: int, generation: int, manifest: Manifest, counts: ChangeCounts,
-               base_size: int | None = None) -> None:
+               base_size: int | None = None, size: int | None = None) -> None:
     """Refuse (LimitExceeded) a commit of `manifest` as `generation` that grows the volume's files past its
     cap (`Volume.size_cap`), or that adds blobs while the volume's kept history would be over that cap or all
     volumes of the workspace over its quota. A change that neither grows the files nor adds blobs (a delete,
     a move) always commits. `base_size`: the files of the parent generation (read from the volume while it
     is still there). Checked inside the commit's transaction, and before uploading where it saves a transfer
-    that would be refused."""
-    if base_size is not None and manifest.size_bytes <= base_size and counts.blob_bytes_added <= 0:
+    that would be refused. `size`: manifest.size_bytes, where the caller has it (100,000 entries: 3 ms each time)."""
+    size = manifest.size_bytes if size is None else size
+    if base_size is not None and size <= base_size and counts.blob_bytes_added <= 0:
         return
     volume = Volume.objects.select_related("workspace").only(
         "name", "generation", "size_bytes", "max_size_bytes", "workspace__max_volume_size",
@@ -245,11 +247,11 @@ def check_room(volume_id: int, generation: int, manifest: Manifest, counts: Chan
     if base_size is None and volume.generation == generation - 1:
         base_size = volume.size_bytes  # not committed yet: the volume's files are the parent's
     cap, quota = volume.size_cap, volume.workspace.storage_quota
-    check_size(volume.name, base_size, manifest.size_bytes, cap, raise_cap(volume))
+    check_size(volume.name, base_size, size, cap, raise_cap(volume))
     if counts.blob_bytes_added <= 0 or (cap is None and quota is None):
         return
     now = timezone.now()
-    new = _Figures(generation, now, manifest.size_bytes, counts.blob_bytes_added)
+    new = _Figures(generation, now, size, counts.blob_bytes_added)
     stored, kept = _stored(volume.pk, generation, now, new)
     name = volume.name
     how = (f"Nothing was committed. Drop earlier generations with `python manage.py volume prune {name}` "
@@ -258,7 +260,7 @@ def check_room(volume_id: int, generation: int, manifest: Manifest, counts: Chan
     if cap is not None and stored > cap:
         raise LimitExceeded(
             f"volume {name!r} would keep {size_text(stored)} in storage, over its limit of {size_text(cap)}: "
-            f"{size_text(manifest.size_bytes)} of current files plus {size_text(stored - manifest.size_bytes)} "
+            f"{size_text(size)} of current files plus {size_text(stored - size)} "
             f"only earlier generations use ({kept - 1} kept as history). {how}{raise_cap(volume)}"
         )
     if quota is not None:

@@ -260,9 +260,11 @@ def _masked(entry: Entry) -> Entry:
 
 
 def diff(base: Manifest, new: Manifest) -> tuple[list[Entry], list[Entry], list[Entry]]:
-    """(added, changed, deleted) entries going from base to new."""
-    added = [e for p, e in new.entries.items() if p not in base.entries]
-    old = base.entries
-    changed = [e for p, e in new.entries.items() if p in old and old[p] is not e and not e.same_content(old[p])]
-    deleted = [e for p, e in base.entries.items() if p not in new.entries]
+    """(added, changed, deleted) entries going from base to new. One pass over each side at most: an entry that is
+    the base's own is unchanged, and no pass over the base is needed when every base path is still there."""
+    old, now = base.entries, new.entries
+    other = [(p, e) for p, e in now.items() if old.get(p) is not e]
+    added = [e for p, e in other if p not in old]
+    changed = [e for p, e in other if p in old and not e.same_content(old[p])]
+    deleted = [e for p, e in old.items() if p not in now] if len(now) - len(added) != len(old) else []
     return added, changed, deleted

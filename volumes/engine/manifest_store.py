@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ PART_TARGET = 64  # items per part on average (about 12 KB of entries)
 MAX_PART = 4 * PART_TARGET
 THREADS = 8
 HEX = re.compile(r"[0-9a-f]{64}")
+_PATH = operator.itemgetter(0)  # an entry's path
 
 
 def part_key(prefix: str, digest: str) -> str:
@@ -115,7 +117,7 @@ def split(manifest: Manifest, base: Manifest | None = None,
     above them, index parts hold the digests of the level below, until at most PART_TARGET remain.
     With `base` (its `runs`) and `known` (its stored parts), runs it shares are not encoded nor returned.
     Sets `manifest.runs`."""
-    ordered = sorted(manifest.entries.values(), key=lambda e: e.path)
+    ordered = sorted(manifest.entries.values(), key=_PATH)
     digests, every, manifest.runs = _leaves(ordered, base, known)
     depth = 1
     while len(digests) > PART_TARGET:
