@@ -10,17 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import conf
+from ..engine.cache import WorkerCache
+from ..engine.remote import DirectRemote
 from ..exceptions import VolumesError
 from ..models import Job, ObjectStorage
 from ..services.jobs import JobReporter, MountPlan, job_claim, job_prepare, worker_name
+from .job import JobSpec, execute  # imported with the worker, not in the first job's time (the engine: 40 ms)
 
 
 def job_run(job_id: int, echo=None) -> Job | None:
     """Claim and run one queued job in this process; None if it was not queued (any more)."""
-    from ..engine.cache import WorkerCache
-    from ..engine.remote import DirectRemote
-    from .job import JobSpec, execute
-
     worker = worker_name()
     job = job_claim(job_id, worker)
     if job is None:
