@@ -493,7 +493,7 @@ def pull(
 
     blobs = remote.blob_folder(lease) if verify else None
 
-    def fetch(entry: Entry) -> tuple[Entry, list, int, bool]:
+    def fetch(entry: Entry) -> tuple[Entry, tuple, int, bool]:
         if blobs is not None and entry.path not in remaining and entry.hash not in copies:
             full = _safe_target(root, entry.path, verified)
             key = _copy_new(f"{blobs}/{entry.hash}", full, entry)
@@ -526,7 +526,7 @@ def pull(
     verified: set[str] = set()  # folders seen to be real; the pull owns the tree until it returns
     racy: list[tuple[str, tuple]] = []
 
-    def landed(entry: Entry, key: list, seen: int, copied: bool) -> None:
+    def landed(entry: Entry, key: tuple, seen: int, copied: bool) -> None:
         nonlocal done
         done += entry.size
         if copied:
@@ -603,7 +603,7 @@ def pull(
     return target, stats
 
 
-def _copy_new(blob: str, full: str, entry: Entry) -> list | None:
+def _copy_new(blob: str, full: str, entry: Entry) -> tuple | None:
     """Copy a blob file of a local store to `full`, a path nothing holds, as the entry (hashed as it is copied,
     mode and time set through the open file): the new file's stat key. No temp name, rename or lookup by path
     after the opens: the cost of a small file here is mostly syscalls. None, leaving nothing at `full`, when
@@ -676,7 +676,7 @@ def _seeds(seeds: Sequence[CachedVolume], wanted: list[Entry]) -> dict[str, tupl
     return {e.hash: by_hash[e.hash] for e in wanted if e.hash in by_hash}
 
 
-def _copy_seed(source: str, key: list, tmp: str) -> bool:
+def _copy_seed(source: str, key: tuple, tmp: str) -> bool:
     """Copy `source` to `tmp` if it is still the very file its hash cache entry (`key`) vouches for."""
     dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
