@@ -170,6 +170,57 @@ def test_a_commit_on_its_base_encodes_only_the_runs_that_changed_and_stores_what
     assert manifest_store.read(store, f"{PREFIX}manifests/2.json") == current
 
 
+def _content_changed(base: Manifest, every: int, start: int) -> tuple[Manifest, list[str]]:
+    """`base` with every `every`th file given new content (a job's 1% spread out), the rest its own objects."""
+    entries = dict(base.entries)
+    picked = sorted(p for p, e in entries.items() if e.type == FILE)[start::every]
+    for path in picked:
+        entries[path] = entries[path]._replace(size=7, hash=hashlib.sha256(path.encode() + b"new").hexdigest(), gen=2)
+    return Manifest(entries, 2), picked
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_content_change_in_a_local_store_encodes_only_the_changed_entries_and_stores_what_a_full_split_would(
+        store, seed):
+    """A run of the base whose paths all stand but whose content changed here and there (every 97th file: nearly
+    every run) is the same run with new rows: the other rows are cut from its stored part, so a commit encodes
+    only the entries that changed. The parts stay exactly those of a full split."""
+    base = volume_of(5_000)
+    manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
+    known = manifest_store.part_digests(store, f"{PREFIX}manifests/1.json")
+    current, picked = _content_changed(base, 97, seed)
+    full_top, full_depth, full_parts = manifest_store.split(Manifest(dict(current.entries), 2))
+    encoded = []
+    encode = manifest_store.encode_entry
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest_store, "encode_entry", lambda e: encoded.append(e.path) or encode(e))
+        manifest_store.write(store, f"{PREFIX}manifests/2.json", current, known, base)
+    tail = [p for p in current.entries if p > base.runs[-1][1]]  # the last run ended with the entries: no run
+    assert sorted(set(encoded) - set(tail)) == [p for p in picked if p not in tail]
+    assert manifest_store.part_digests(store, f"{PREFIX}manifests/2.json") == (
+        manifest_store.part_digests(store, f"{PREFIX}manifests/1.json") & set(full_parts) | set(full_parts))
+    assert manifest_store.read(store, f"{PREFIX}manifests/2.json") == current
+    assert manifest_store.split(Manifest(dict(current.entries), 2), base, known)[:2] == (full_top, full_depth)
+
+
+def test_a_stored_part_that_is_not_what_its_name_says_is_never_cut_into_a_new_one(store):
+    """Rows are taken from a stored part only once its bytes hash to its name: a damaged or swapped part (here one
+    size changed, so it still has a row for each entry) must not put its rows into the next generation."""
+    base = volume_of(2_000)
+    manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
+    known = manifest_store.part_digests(store, f"{PREFIX}manifests/1.json")
+    for first, last, n, digest in base.runs:
+        key = manifest_store.part_key(PREFIX, digest)
+        store.put_bytes(key, store.get_bytes(key).replace(b'"size":1,', b'"size":5,', 1))
+    current, picked = _content_changed(base, 50, 3)
+    manifest_store.write(store, f"{PREFIX}manifests/2.json", current, known, base)
+    stored = {part: store.get_bytes(manifest_store.part_key(PREFIX, part))
+              for part in manifest_store.part_digests(store, f"{PREFIX}manifests/2.json")}
+    _, _, full_parts = manifest_store.split(Manifest(dict(current.entries), 2))
+    assert all(stored[d] == full_parts[d] for d in stored if d in full_parts and d not in known)
+    assert not any(b'"size":5,' in part for d, part in stored.items() if d not in known)
+
+
 def test_runs_are_reused_only_for_stored_parts_and_the_base_s_own_entries(store):
     base = volume_of(2_000)
     manifest_store.write(store, f"{PREFIX}manifests/1.json", base)

@@ -20,8 +20,9 @@ import operator
 import re
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
-from ..exceptions import BlobMissing, IntegrityError
+from ..exceptions import BlobMissing, IntegrityError, VolumesError
 from ..storage.base import ObjectStore
 from .manifest import REPAIR_HINT, Entry, Manifest
 
@@ -62,11 +63,15 @@ def _chunk(items: list[bytes], keys: list[str]) -> list[bytes]:
     return parts
 
 
-def _leaves(ordered: list[Entry], base: Manifest | None, known: set[str] | frozenset) -> tuple[list[str], dict, list]:
+def _leaves(ordered: list[Entry], base: Manifest | None, known: set[str] | frozenset,
+            stored_part: Callable[[str], bytes | None] | None = None) -> tuple[list[str], dict, list]:
     """(leaf digests in order, new leaf parts by digest, the runs for Manifest.runs). A run of the base that is
     stored (`known`) and whose entries are all still the base's own objects is named by its digest without
-    encoding it again: the same entries in the same run give the same bytes. A run that ended only because the
-    entries did (no boundary) is not reused, so the parts are exactly what a full split makes."""
+    encoding it again: the same entries in the same run give the same bytes. A run of the base whose paths are
+    all still there but some content changed is the same run with new rows: no boundary is looked for, and the
+    rows of unchanged entries are taken from the stored part when `stored_part(digest)` can read it cheaply (a
+    local store), so only the changed entries are encoded. A run that ended only because the entries did (no
+    boundary) is not reused, so the parts are exactly what a full split makes."""
     reusable = {run[0]: run for run in (base.runs or ()) if run[3] in known} if base is not None else {}
     old = base.entries if base is not None else {}
     digests: list[str] = []
@@ -79,11 +84,18 @@ def _leaves(ordered: list[Entry], base: Manifest | None, known: set[str] | froze
         if not run and entry.path in reusable:
             first, last, n, digest = reusable[entry.path]
             same = ordered[j:j + n]
-            if len(same) == n and same[-1].path == last and all(old.get(e.path) is e for e in same):
-                digests.append(digest)
-                runs.append((first, last, n, digest))
-                j += n
-                continue
+            if len(same) == n and same[-1].path == last:
+                changed = [i for i, e in enumerate(same) if old.get(e.path) is not e]
+                # The base holds exactly n paths from `first` to `last`: n of ours there, all the base's, are those.
+                if not changed or all([e.path in old for e in same]):
+                    if changed:
+                        part = _rows_changed(same, changed, stored_part(digest) if stored_part else None)
+                        digest = hashlib.sha256(part).hexdigest()
+                        every[digest] = part
+                    digests.append(digest)
+                    runs.append((first, last, n, digest))
+                    j += n
+                    continue
         run.append(entry)
         j += 1
         ended = _boundary(entry.path) or len(run) >= MAX_PART
@@ -96,6 +108,23 @@ def _leaves(ordered: list[Entry], base: Manifest | None, known: set[str] | froze
                 runs.append((run[0].path, run[-1].path, len(run), digest))
             run = []
     return digests, every, runs
+
+
+_ROW = b'{"path":"'  # how every encoded entry starts; inside a JSON string a quote is always escaped
+_BETWEEN = b"}," + _ROW  # between two rows of a part
+
+
+def _rows_changed(entries: list[Entry], changed: list[int], stored: bytes | None) -> bytes:
+    """The part of `entries`, of which those at `changed` are not the base's own: the other rows as cut from
+    `stored`, the base run's part, when it has one row for each; every row encoded when it is not at hand or
+    not in that shape."""
+    if stored is not None and stored.startswith(b"[" + _ROW) and stored.endswith(b"}]"):
+        rows = stored[len(_ROW) + 1:-2].split(_BETWEEN)  # each without its first 9 bytes and its last
+        if len(rows) == len(entries):
+            for i in changed:
+                rows[i] = encode_entry(entries[i])[len(_ROW):-1]
+            return b"[" + _ROW + _BETWEEN.join(rows) + b"}]"
+    return b"[" + b",".join([encode_entry(e) for e in entries]) + b"]"
 
 
 def encode_entry(entry: Entry) -> bytes:
@@ -111,14 +140,14 @@ def encode_entry(entry: Entry) -> bytes:
     return json.dumps(entry._asdict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def split(manifest: Manifest, base: Manifest | None = None,
-          known: set[str] | frozenset = frozenset()) -> tuple[list[str], int, dict[str, bytes]]:
+def split(manifest: Manifest, base: Manifest | None = None, known: set[str] | frozenset = frozenset(),
+          stored_part: Callable[[str], bytes | None] | None = None) -> tuple[list[str], int, dict[str, bytes]]:
     """(top-level part digests, depth, the parts to store by digest). Leaf parts hold entry rows in path order;
     above them, index parts hold the digests of the level below, until at most PART_TARGET remain.
-    With `base` (its `runs`) and `known` (its stored parts), runs it shares are not encoded nor returned.
-    Sets `manifest.runs`."""
+    With `base` (its `runs`) and `known` (its stored parts), runs it shares are not encoded nor returned;
+    `stored_part(digest)`: a stored part's bytes where they are cheap to read (see _leaves). Sets `manifest.runs`."""
     ordered = sorted(manifest.entries.values(), key=_PATH)
-    digests, every, manifest.runs = _leaves(ordered, base, known)
+    digests, every, manifest.runs = _leaves(ordered, base, known, stored_part)
     depth = 1
     while len(digests) > PART_TARGET:
         parts = _chunk([f'"{d}"'.encode() for d in digests], digests)
@@ -135,7 +164,17 @@ def write(store: ObjectStore, key: str, manifest: Manifest, known: set[str] | fr
     lease), not even looked up; `base`: that generation, whose runs are reused (split). Returns the
     bytes written (document and new parts)."""
     prefix = prefix_of(key)
-    top, depth, every = split(manifest, base, known)
+
+    def stored_part(digest: str) -> bytes | None:
+        """A local store's part of the base, as stored (checked against its name); None (encode its rows) when it
+        cannot be read."""
+        try:
+            part = store.get_bytes(part_key(prefix, digest))
+        except VolumesError:
+            return None
+        return part if hashlib.sha256(part).hexdigest() == digest else None
+
+    top, depth, every = split(manifest, base, known, stored_part if store.kind == "filesystem" else None)
     every = {d: p for d, p in every.items() if d not in known}
     written = 0
 
