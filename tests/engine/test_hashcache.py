@@ -82,3 +82,98 @@ def test_the_dict_older_versions_wrote_is_still_read(tmp_path):
     path = tmp_path / "hashes.bin"
     path.write_bytes(marshal.dumps(records()))
     assert hashcache.load(path) == records()
+
+
+def _synced(count: int, seed: int) -> tuple[Manifest, dict[str, tuple]]:
+    """A manifest of folders and files, and a record for each of its files that agrees with its entry."""
+    import random
+
+    rng = random.Random(seed)
+    entries, hashes = {"d": Entry("d", DIR, mode=0o755)}, {}
+    for i in range(count):
+        path = f"d/f{rng.randrange(10**9)}-{i}"
+        digest = f"{rng.getrandbits(256):064x}"
+        entries[path] = Entry(path, FILE, rng.randrange(10**6), digest, 0o644, rng.randrange(-2**40, 2**62))
+        hashes[path] = (2049, rng.randrange(2**64), entries[path].size, entries[path].mtime_ns,
+                        rng.randrange(2**62), digest)
+    return Manifest(entries), hashes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_records_written_against_a_manifest_load_against_it_in_bulk_and_exactly_whatever_differs(tmp_path, seed,
+                                                                                               monkeypatch):
+    """Saved against the synced manifest, its files' records come first in its order, and loading against it
+    compares them with its entries column by column and builds them from its objects (no Python step a record).
+    Whatever does not agree (a record of another content, a file without a record, records of files it lacks,
+    another order) must load exactly as written, through the record-by-record path."""
+    import random
+
+    like, hashes = _synced(300, seed)
+    rng = random.Random(seed)
+    files = [p for p, e in like.entries.items() if e.type == FILE]
+    damage = seed % 4
+    if damage == 1:  # one file's content changed since it was recorded
+        path = rng.choice(files)
+        hashes[path] = (*hashes[path][:2], hashes[path][2] + 1, *hashes[path][3:])
+    elif damage == 2:  # a file the hash cache has no record of, and records of files the manifest lacks
+        del hashes[rng.choice(files)]
+        hashes["gone"] = (2049, 1, 2, 3, 4, A)
+    elif damage == 3:  # the same entries in another order
+        like = Manifest(dict(reversed(like.entries.items())))
+    bulk = []
+    monkeypatch.setattr(hashcache, "_BATCH", 7 + seed)  # compared in batches: every seam between two is tried
+    aligned = hashcache._aligned
+    monkeypatch.setattr(hashcache, "_aligned", lambda *a: (lambda got: bulk.append(len(got[0])) or got)(aligned(*a)))
+    path = tmp_path / "hashes.bin"
+    path.write_bytes(hashcache.encode(hashes, like if damage != 3 else None))
+    loaded = hashcache.load(path, like)
+    assert loaded == hashes
+    assert bulk == [len(files) if damage == 0 else 0]
+    for path, record in loaded.items():
+        entry = like.entries.get(path)
+        if entry is not None and entry.hash == record[5] and entry.size == record[2]:
+            assert record[5] is entry.hash and record[3] is entry.mtime_ns and record[2] is entry.size
+
+
+def test_records_of_files_the_manifest_lacks_come_after_its_own_and_load_with_them(tmp_path):
+    like, hashes = _synced(50, 99)
+    extra = {"new-1": (2049, 5, 6, 7, 8, B), "new-2": (2050, 9, 10, 11, 12, C)}
+    path = tmp_path / "hashes.bin"
+    path.write_bytes(hashcache.encode({**extra, **hashes}, like))
+    loaded = hashcache.load(path, like)
+    assert loaded == {**hashes, **extra} and list(loaded)[-2:] == list(extra)
+
+
+@pytest.mark.django_db
+def test_after_a_push_and_after_a_pull_on_another_worker_the_next_job_loads_the_hash_cache_in_bulk(
+        volume, tmp_path, monkeypatch):
+    """What a push and a pull save is in the order of the manifest the tree is then synced as, so the next job,
+    in a new process, loads it in bulk: a job's start on a big volume pays a few passes in C, not a step a file.
+    Here the second worker holds the second half of the files when it pulls the first half too: its records are
+    in the order it got them, not the manifest's, unless they are saved against the manifest."""
+    from volumes.engine import cache as cache_module, sync
+
+    from .helpers import checkout
+
+    bulk = []
+    aligned = hashcache._aligned
+    monkeypatch.setattr(hashcache, "_aligned", lambda *a: (lambda got: bulk.append(len(got[0])) or got)(aligned(*a)))
+
+    def job(cache: str, files=range(0)) -> int:
+        """A job in a new process on the worker with that cache: its files added, pushed; the records it loaded."""
+        cache_module._MEMO.clear()  # a new process: only the files
+        bulk.clear()
+        remote, lease, cached, base, _ = checkout(volume, tmp_path / cache)
+        for i in files:
+            (cached.tree / f"d{i % 4}").mkdir(exist_ok=True)
+            (cached.tree / f"d{i % 4}" / f"f{i:02d}").write_text(str(i))
+        sync.push(remote, lease, cached, base)
+        remote.release(lease)
+        return max(bulk, default=0)
+
+    job("one", range(20, 40))
+    job("two")
+    job("one", range(20))
+    assert job("one") == 40  # the worker that pushed
+    job("two")  # pulls the first half
+    assert job("two") == 40

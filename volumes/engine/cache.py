@@ -185,8 +185,10 @@ class CachedVolume:
         except (OSError, ValueError):
             return {}
 
-    def save_hashes(self, hashes: dict[str, tuple]) -> None:
-        _write_atomic(self._hashes, hashcache.encode(hashes))
+    def save_hashes(self, hashes: Mapping[str, tuple], like: Manifest | None = None) -> None:
+        """`like`: the manifest the tree is synced as, or is about to be (its files' records go first, in its order,
+        so the next load against it is a few passes in C: hashcache.py)."""
+        _write_atomic(self._hashes, hashcache.encode(hashes, like))
         _memo_put(self._hashes, _file_key(self._hashes), dict(hashes))
         try:
             self._hashes_json.unlink()

