@@ -338,3 +338,24 @@ def test_diff_agrees_with_its_definition_whatever_was_shared_added_changed_or_de
                     [e for p, e in entries.items() if p in old and not e.same_content(old[p])],
                     [e for p, e in old.items() if p not in entries])
         assert diff(base, new) == expected
+
+
+def test_a_folder_swapped_for_a_link_while_the_walk_is_on_its_way_is_never_listed_through_it(tmp_path):
+    """The walk opens each folder it found without following a link: a folder that became a link to somewhere
+    else after its parent was listed (a process the job left behind) makes the scan fail, so nothing of that
+    place is ever read, hashed or committed as the volume's."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not the volume's")
+    tree = tmp_path / "tree"
+    (tree / "data").mkdir(parents=True)
+    (tree / "data" / "kept").write_text("kept")
+    walk = sync._Walk({}, {}, 0o7777, None)
+    walk.folders([(str(tree), "")])  # as the parent's listing found it: a folder
+    assert set(walk.entries) == {"data"} and [item[0] for item in walk.to_hash] == ["data/kept"]
+    os.rename(tree / "data", tmp_path / "moved")
+    (tree / "data").symlink_to(outside)
+    walk = sync._Walk({}, {}, 0o7777, None)
+    with pytest.raises(OSError):
+        walk.folders([(str(tree / "data"), "data/")])
+    assert not walk.entries and not walk.to_hash

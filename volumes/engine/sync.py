@@ -115,6 +115,7 @@ def _settle(tree: str, racy: list[tuple[str, tuple]], hashes: dict[str, tuple], 
 
 
 _BY_NAME = operator.attrgetter("name")
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 BIG_FILE = 1024 * 1024  # hashed on a thread of its own
@@ -213,66 +214,75 @@ class _Walk:
                 limit = -1
             seen = time.time_ns()  # before any stat of this folder: a change after it gets a later ctime
             with _listable(directory):
-                with os.scandir(directory) as it:
-                    items = sorted(it, key=_BY_NAME)
-            for item in items:
-                name = item.name
-                path = rel + name
-                # The common name (printable ASCII, no backslash, as short as `limit`) needs no other check;
-                # anything else gets the full rules every reader applies.
-                if not (len(name) <= limit and name.isascii() and name.isprintable() and "\\" not in name):
-                    problem = path_problem(path) or (_TOO_LONG_HERE if len(os.fsencode(name)) > room else None)
-                    if problem:
-                        shown = path.encode("utf-8", "surrogateescape") if _undecodable(path) else path
-                        self.warnings.append(f"skipped {shown!r}: {problem}; a volume cannot hold it, so it was not "
-                                             "committed")
-                        self.skipped.append(path)
-                        continue
-                st = item.stat(follow_symlinks=False)
-                mode = st.st_mode
-                kind = mode & S_IFMT
-                if mode & stripped and kind != S_IFLNK:
-                    os.chmod(item.path, mode & kept)  # its ctime moves: the next scan hashes it again
-                if kind == S_IFREG:
-                    size = st.st_size
-                    if max_file_size is not None and size > max_file_size:
-                        raise commits.file_over_limit(max_file_size, path)
-                    cached = hashes.get(path)
-                    mtime = st.st_mtime_ns
-                    if (cached is not None and cached[4] == st.st_ctime_ns and cached[3] == mtime
-                            and cached[2] == size and cached[1] == st.st_ino and cached[0] == st.st_dev):
-                        digest, perm, old = cached[5], mode & kept, known.get(path)
-                        if (old is not None and old.hash == digest and old.mtime_ns == mtime and old.size == size
-                                and old.mode == perm and old.type == FILE and not old.target):
-                            same.append(old.path)  # the base's own string: 100,000 paths are 7 MB
+                # Each file is stat'ed by its name in the open folder: a path from / is looked up again every time.
+                fd = os.open(directory, _FOLDER)
+                try:
+                    with os.scandir(fd) as it:
+                        items = sorted(it, key=_BY_NAME)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            try:
+                for item in items:
+                    name = item.name
+                    path = rel + name
+                    # The common name (printable ASCII, no backslash, as short as `limit`) needs no other check;
+                    # anything else gets the full rules every reader applies.
+                    if not (len(name) <= limit and name.isascii() and name.isprintable() and "\\" not in name):
+                        problem = path_problem(path) or (_TOO_LONG_HERE if len(os.fsencode(name)) > room else None)
+                        if problem:
+                            shown = path.encode("utf-8", "surrogateescape") if _undecodable(path) else path
+                            self.warnings.append(f"skipped {shown!r}: {problem}; a volume cannot hold it, so it was "
+                                                 "not committed")
+                            self.skipped.append(path)
+                            continue
+                    st = item.stat(follow_symlinks=False)
+                    mode = st.st_mode
+                    kind = mode & S_IFMT
+                    if mode & stripped and kind != S_IFLNK:
+                        os.chmod(name, mode & kept, dir_fd=fd)  # its ctime moves: the next scan hashes it again
+                    if kind == S_IFREG:
+                        size = st.st_size
+                        if max_file_size is not None and size > max_file_size:
+                            raise commits.file_over_limit(max_file_size, path)
+                        cached = hashes.get(path)
+                        mtime = st.st_mtime_ns
+                        if (cached is not None and cached[4] == st.st_ctime_ns and cached[3] == mtime
+                                and cached[2] == size and cached[1] == st.st_ino and cached[0] == st.st_dev):
+                            digest, perm, old = cached[5], mode & kept, known.get(path)
+                            if (old is not None and old.hash == digest and old.mtime_ns == mtime and old.size == size
+                                    and old.mode == perm and old.type == FILE and not old.target):
+                                same.append(old.path)  # the base's own string: 100,000 paths are 7 MB
+                            else:
+                                entries[path] = Entry(path, FILE, size, digest, perm, mtime)
+                            reused += 1
                         else:
-                            entries[path] = Entry(path, FILE, size, digest, perm, mtime)
-                        reused += 1
+                            to_hash.append((path, st, seen))
+                    elif kind == S_IFDIR:
+                        entry, old = Entry(path, DIR, mode=mode & kept), known.get(path)
+                        if old is not None and old[:7] == entry[:7]:
+                            same.append(old.path)
+                        else:
+                            entries[path] = entry
+                        pending.append((f"{directory}/{name}", path + "/"))
+                    elif kind == S_IFLNK:
+                        target = os.readlink(name, dir_fd=fd)
+                        if _undecodable(target):
+                            self.warnings.append(f"skipped {path!r}: its link target is not valid UTF-8 text; a volume "
+                                                 "cannot hold it")
+                            self.skipped.append(path)
+                            continue
+                        entry, old = Entry(path, LINK, target=target, mode=0, mtime_ns=st.st_mtime_ns), known.get(path)
+                        if old is not None and old[:7] == entry[:7]:
+                            same.append(old.path)
+                        else:
+                            entries[path] = entry
                     else:
-                        to_hash.append((path, st, seen))
-                elif kind == S_IFDIR:
-                    entry, old = Entry(path, DIR, mode=mode & kept), known.get(path)
-                    if old is not None and old[:7] == entry[:7]:
-                        same.append(old.path)
-                    else:
-                        entries[path] = entry
-                    pending.append((item.path, path + "/"))
-                elif kind == S_IFLNK:
-                    target = os.readlink(item.path)
-                    if _undecodable(target):
-                        self.warnings.append(f"skipped {path!r}: its link target is not valid UTF-8 text; a volume "
-                                             "cannot hold it")
+                        self.warnings.append(f"skipped {path!r}: FIFOs, sockets and device files are not stored in "
+                                             "volumes")
                         self.skipped.append(path)
-                        continue
-                    entry, old = Entry(path, LINK, target=target, mode=0, mtime_ns=st.st_mtime_ns), known.get(path)
-                    if old is not None and old[:7] == entry[:7]:
-                        same.append(old.path)
-                    else:
-                        entries[path] = entry
-                else:
-                    self.warnings.append(f"skipped {path!r}: FIFOs, sockets and device files are not stored in "
-                                         "volumes")
-                    self.skipped.append(path)
+            finally:
+                os.close(fd)
         self.reused += reused
 
     def hash_files(self, root: str, threads: int) -> None:
