@@ -291,3 +291,25 @@ def test_runs_in_a_damaged_copy_are_not_used_and_the_commit_splits_in_full(volum
     remote.release(lease)
     _, lease, fresh, _, _ = checkout(volume, tmp_path / "fresh")
     assert (fresh.tree / "f7").read_text() == "changed"
+
+
+@pytest.mark.parametrize("damage", ["a column less", "a column short of one entry"])
+def test_a_local_manifest_copy_whose_columns_are_not_as_written_is_a_cache_miss(volume, tmp_path, damage):
+    """The worker's copy is trusted, not checked entry by entry; its shape is: an entry built from a column too few
+    (short of a field) or from columns of different lengths (zip drops the rest) must never stand for the volume."""
+    import marshal
+
+    from volumes.engine import cache as cache_module
+
+    from .helpers import checkout, commit
+
+    commit(volume, tmp_path / "cache", lambda tree: [(tree / f"f{i}").write_text(str(i)) for i in range(30)])
+    remote, lease, cached, base, _ = checkout(volume, tmp_path / "cache")
+    tag, generation, columns, runs = marshal.loads(cached._manifest.read_bytes())
+    columns = columns[:-1] if damage == "a column less" else (columns[0][:-1], *columns[1:])
+    cached._manifest.write_bytes(marshal.dumps((tag, generation, columns, runs)))
+    cache_module._MEMO.clear()
+    assert cached.synced_manifest(lease.manifest_key) is None
+    remote.release(lease)
+    _, lease, cached, again, _ = checkout(volume, tmp_path / "cache")
+    assert again == base and len(again.entries) == 30
