@@ -82,3 +82,49 @@ def test_a_file_copied_as_hashed_is_stored_and_a_changed_one_is_refused(store, t
             batch.put_file("v/blobs/changed", source, sha256=digest, hashed_as=as_hashed)
     assert not store.exists("v/blobs/changed")
     assert [n for n in os.listdir(os.path.dirname(store.local_file("v/blobs/same")))] == ["same"]
+
+
+class _Libc:
+    """This process's libc, but its renameat2 refuses RENAME_NOREPLACE (EINVAL, as a filesystem that lacks it does)
+    or is not there at all (an older C library)."""
+
+    def __init__(self, real, renameat2: bool):
+        self.real, self.has_renameat2 = real, renameat2
+
+    def __getattr__(self, name):
+        if name == "renameat2":
+            if not self.has_renameat2:
+                raise AttributeError(name)
+            return self.refuse
+        return getattr(self.real, name)
+
+    @staticmethod
+    def refuse(*args):
+        import ctypes
+        import errno
+
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+
+@pytest.mark.parametrize("system", ["renameat2", "a filesystem without RENAME_NOREPLACE", "no renameat2 at all"])
+def test_a_finished_blob_takes_its_name_only_where_it_is_free_and_leaves_no_temp_file(store, tmp_path, monkeypatch,
+                                                                                        system):
+    """One rename that never replaces (renameat2 RENAME_NOREPLACE) instead of a link and an unlink, and the link where
+    the system cannot: either way an object already stored keeps its bytes, and no temp file is left."""
+    from volumes.storage import localfiles
+
+    if system != "renameat2":
+        monkeypatch.setattr(localfiles, "_libc", _Libc(localfiles.libc(), renameat2=system.startswith("a file")))
+    store.put_bytes("v/blobs/kept", b"stored first")
+    source = tmp_path / "new.bin"
+    source.write_bytes(b"written by the batch")
+    digest = hashlib.sha256(b"written by the batch").hexdigest()
+    with store.write_batch() as batch:
+        batch.put_file("v/blobs/kept", source, sha256=digest)
+        batch.put_file("v/blobs/new", source, sha256=digest)
+    assert store.put_bytes("v/blobs/new", b"other", create_only=True) is False
+    assert store.put_bytes("v/blobs/third", b"third", create_only=True) is True
+    assert store.get_bytes("v/blobs/kept") == b"stored first"
+    assert store.get_bytes("v/blobs/new") == b"written by the batch"
+    assert sorted(os.listdir(os.path.dirname(store.local_file("v/blobs/new")))) == ["kept", "new", "third"]

@@ -544,12 +544,10 @@ def _well_formed_runs(runs) -> bool:
 
 
 @contextmanager
-def bulk_load() -> Iterator[None]:
-    """No cyclic garbage collection while 100,000 entries are made: their allocations would set off
-    collections that walk every object of the process again and again (a third to a half of a load).
-    After, the memory of the load's big buffers (the file's bytes, its columns) goes back to the system: glibc
-    keeps a freed big buffer in its heap, which Python's own allocator does not reuse for objects, so a next load
-    would take new memory on top of it (100,000 entries: 9 MB less at a push's peak)."""
+def no_cyclic_gc() -> Iterator[None]:
+    """No cyclic garbage collection in the block. A sync makes and drops tens of thousands of objects, which set off
+    collections that walk every object of the process again and again: a full one took 60 ms in a process holding
+    a 10,000-entry volume, a tenth of a cold push. What a sync makes holds no cycles; reference counts free it."""
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -557,6 +555,18 @@ def bulk_load() -> Iterator[None]:
     finally:
         if collecting:
             gc.enable()
+
+
+@contextmanager
+def bulk_load() -> Iterator[None]:
+    """No cyclic garbage collection while 100,000 entries are made (a third to a half of a load).
+    After, the memory of the load's big buffers (the file's bytes, its columns) goes back to the system: glibc
+    keeps a freed big buffer in its heap, which Python's own allocator does not reuse for objects, so a next load
+    would take new memory on top of it (100,000 entries: 9 MB less at a push's peak)."""
+    try:
+        with no_cyclic_gc():
+            yield
+    finally:
         if _malloc_trim is not None:
             _malloc_trim(0)
 

@@ -27,7 +27,7 @@ from .. import conf
 from ..exceptions import IntegrityError
 from ..ops import metrics
 from . import commits, forked, history
-from .cache import CachedVolume, remove_tree
+from .cache import CachedVolume, no_cyclic_gc, remove_tree
 from .commits import ChangeCounts
 from .faults import crash_point
 from .leases import Lease
@@ -410,6 +410,7 @@ def _safe_target(tree: Path | str, path: str, verified: set[str] | None = None) 
     return f"{root}/{path}"
 
 
+@no_cyclic_gc()
 def pull(
     remote: Remote, lease: Lease, cached: CachedVolume, log: Log = _noop, progress: Progress = _noop,
     verify: bool = True, for_job: bool = False, seeds: Sequence[CachedVolume] = (),
@@ -713,6 +714,7 @@ class PreparedCommit:
     log: Log = _noop
 
 
+@no_cyclic_gc()
 def push_prepare(
     remote: Remote, lease: Lease, cached: CachedVolume, base: Manifest, job_id: int | None = None,
     message: str = "", log: Log = _noop, progress: Progress = _noop, max_volume_size: int | None = None,
@@ -805,6 +807,7 @@ def push_prepare(
     return PreparedCommit(lease, cached, base, current, counts, stats, job_id, message, log), stats
 
 
+@no_cyclic_gc()
 def commit_all(remote: Remote, prepared: list[PreparedCommit]) -> list[int]:
     """Move every volume's pointer in one database transaction: all of them or none.
     Returns the new generations, in the order given."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..exceptions import VolumesError
 from .base import CHUNK_SIZE, BackendStore, changed_while_uploading, check_prefix, check_range, short_error
-from .localfiles import copy_if_unchanged, syncfs
+from .localfiles import copy_if_unchanged, move_new, syncfs
 
 _TMP_SUFFIX = ".volumes-tmp"  # temp files of unfinished writes; never listed as keys
 
@@ -95,14 +95,10 @@ class FileSystemStore(BackendStore):
                 if not create_only:
                     os.replace(tmp, path)
                     return True
-                try:
-                    os.link(tmp, path)  # exclusive create: fails if the key exists, never replaces it
-                except FileExistsError:
-                    return False
-                return True
+                return move_new(tmp, path)  # exclusive create: False if the key exists, never replaces it
             finally:
                 try:
-                    os.unlink(tmp)
+                    os.unlink(tmp)  # still there when an error was raised
                 except OSError:
                     pass
 
@@ -463,11 +459,7 @@ class _FileBatch:
         syncfs(self.store.root)
         folders = set()
         for tmp, path in self.pending:
-            try:
-                os.link(tmp, path)  # create-only: an object already stored under this name stays as it is
-            except FileExistsError:
-                pass
-            os.unlink(tmp)
+            move_new(tmp, path)  # create-only: an object already stored under this name stays as it is
             folders.add(os.path.dirname(path))
         for folder in folders:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)

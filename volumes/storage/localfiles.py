@@ -3,6 +3,7 @@ second hash, and one flush for a whole filesystem."""
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import stat
 
@@ -52,17 +53,45 @@ def copy_if_unchanged(source: str, expected: list | tuple, dst: int) -> bool:
 
 
 _libc = None
+AT_FDCWD, RENAME_NOREPLACE = -100, 1
+
+
+def libc() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def move_new(tmp: str, path: str) -> bool:
+    """Give the file `tmp` the name `path` unless that name is taken (create-only: what is stored there stays); `tmp`
+    is gone either way. True when it got the name. One renameat2(RENAME_NOREPLACE) where the filesystem has it
+    (half the calls of a link and an unlink, which is what it does elsewhere)."""
+    renameat2 = getattr(libc(), "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(AT_FDCWD, os.fsencode(tmp), AT_FDCWD, os.fsencode(path), RENAME_NOREPLACE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            os.unlink(tmp)
+            return False
+        if err not in (errno.EINVAL, errno.ENOSYS):  # not that this filesystem or kernel lacks it
+            raise OSError(err, os.strerror(err), path)
+    try:
+        os.link(tmp, path)
+        made = True
+    except FileExistsError:
+        made = False
+    os.unlink(tmp)
+    return made
 
 
 def syncfs(path: str) -> None:
     """Flush everything written on the filesystem holding `path` (one journal commit on ext4 instead
     of one fsync per file)."""
-    global _libc
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        if _libc.syncfs(fd) != 0:
+        if libc().syncfs(fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), path)
     finally:
