@@ -120,7 +120,9 @@ def test_a_refusal_a_retry_cannot_fix_fails_at_once_with_what_to_do(claimed, tmp
             started = time.monotonic()
             with pytest.raises(StorageUnavailable) as info:
                 transfer(lease, digest, str(blob))
-            assert time.monotonic() - started < 1.0
+            # A retried transfer would take the 60 s budget; one second was too tight for a loaded machine (the
+            # count of requests below is the exact check).
+            assert time.monotonic() - started < 10.0
             assert info.value.reason == "no_bucket" and not info.value.transient
             message = str(info.value)
             if user == "admin":

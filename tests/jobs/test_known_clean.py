@@ -206,3 +206,26 @@ def test_folders_nested_past_the_systems_path_limit_never_brick_the_volume(run, 
     assert job.result == [["a.txt", "sub"] if fail else ["a.txt", "sub", "\u00e9" * 127], "one"]
     run(WRITE.replace('main(text="one")', 'main(text="two")'))
     assert run(READ).result[1] == "two"
+
+
+def test_the_hash_cache_is_loaded_while_the_script_runs_so_the_job_s_end_does_not_wait_for_it(run, monkeypatch):
+    """The push at a job's end needs the volume's hash cache; the worker loads it while it waits on the script, and
+    the push finds it in memory. What the job changed is still found and committed."""
+    import threading
+    import time
+
+    from volumes.engine import cache as cache_module
+    from volumes.engine import hashcache
+
+    run(WRITE)
+    loads = []
+    real = hashcache.load
+    monkeypatch.setattr(hashcache, "load", lambda *a, **k: loads.append(
+        (threading.current_thread().name, time.time())) or real(*a, **k))
+    cache_module._MEMO.clear()  # a new worker process: nothing parsed yet
+    job = run(WRITE.replace("def main(", "import time\ndef main(").replace(
+        'open("data/sub/b.txt", "w").write("b")', 'open("data/sub/b.txt", "w").write("b")\n    time.sleep(0.5)'),
+        {"text": "changed"})
+    assert [name for name, _ in loads] == ["preload-hash-caches"]
+    assert job.script_started_at.timestamp() <= loads[0][1] <= job.script_finished_at.timestamp()
+    assert run(READ).result == [["a.txt", "sub"], "changed"]

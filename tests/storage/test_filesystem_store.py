@@ -52,38 +52,6 @@ def test_a_missing_folder_means_every_key_is_absent(store):
     assert store.absent(keys) == keys
 
 
-def test_a_batch_names_new_blobs_and_keeps_an_object_already_stored(store, tmp_path):
-    store.put_bytes("v/blobs/kept", b"stored first")
-    source = tmp_path / "new.bin"
-    source.write_bytes(b"written by the batch")
-    digest = hashlib.sha256(b"written by the batch").hexdigest()
-    with store.write_batch() as batch:
-        batch.put_file("v/blobs/kept", source, sha256=digest)
-        batch.put_file("v/blobs/new", source, sha256=digest)
-        assert not store.exists("v/blobs/new"), "a blob was visible before the batch was flushed"
-    assert store.get_bytes("v/blobs/kept") == b"stored first"
-    assert store.get_bytes("v/blobs/new") == b"written by the batch"
-    assert sorted(os.listdir(os.path.dirname(store.local_file("v/blobs/new")))) == ["kept", "new"]
-
-
-def test_a_file_copied_as_hashed_is_stored_and_a_changed_one_is_refused(store, tmp_path):
-    source = tmp_path / "data.bin"
-    source.write_bytes(b"a" * 5000)
-    digest = hashlib.sha256(b"a" * 5000).hexdigest()
-    st = os.stat(source)
-    as_hashed = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-    with store.write_batch() as batch:
-        batch.put_file("v/blobs/same", source, sha256=digest, hashed_as=as_hashed)
-    assert store.get_bytes("v/blobs/same") == b"a" * 5000
-    with open(source, "r+b") as fh:  # same size, other bytes: its ctime moves
-        fh.write(b"b")
-    with pytest.raises(IntegrityError, match="changed while it was uploaded"):
-        with store.write_batch() as batch:
-            batch.put_file("v/blobs/changed", source, sha256=digest, hashed_as=as_hashed)
-    assert not store.exists("v/blobs/changed")
-    assert [n for n in os.listdir(os.path.dirname(store.local_file("v/blobs/same")))] == ["same"]
-
-
 class _Libc:
     """This process's libc, but its renameat2 refuses RENAME_NOREPLACE (EINVAL, as a filesystem that lacks it does)
     or is not there at all (an older C library)."""
@@ -108,10 +76,10 @@ class _Libc:
 
 
 @pytest.mark.parametrize("system", ["renameat2", "a filesystem without RENAME_NOREPLACE", "no renameat2 at all"])
-def test_a_finished_blob_takes_its_name_only_where_it_is_free_and_leaves_no_temp_file(store, tmp_path, monkeypatch,
-                                                                                        system):
-    """One rename that never replaces (renameat2 RENAME_NOREPLACE) instead of a link and an unlink, and the link where
-    the system cannot: either way an object already stored keeps its bytes, and no temp file is left."""
+def test_a_batch_names_new_blobs_and_keeps_an_object_already_stored(store, tmp_path, monkeypatch, system):
+    """A finished blob takes its name with one rename that never replaces (renameat2 RENAME_NOREPLACE), or a link
+    and an unlink where the system cannot: either way an object already stored keeps its bytes, and no temp file
+    is left. Single create-only writes take the same way."""
     from volumes.storage import localfiles
 
     if system != "renameat2":
@@ -123,8 +91,27 @@ def test_a_finished_blob_takes_its_name_only_where_it_is_free_and_leaves_no_temp
     with store.write_batch() as batch:
         batch.put_file("v/blobs/kept", source, sha256=digest)
         batch.put_file("v/blobs/new", source, sha256=digest)
+        assert not store.exists("v/blobs/new"), "a blob was visible before the batch was flushed"
     assert store.put_bytes("v/blobs/new", b"other", create_only=True) is False
     assert store.put_bytes("v/blobs/third", b"third", create_only=True) is True
     assert store.get_bytes("v/blobs/kept") == b"stored first"
     assert store.get_bytes("v/blobs/new") == b"written by the batch"
     assert sorted(os.listdir(os.path.dirname(store.local_file("v/blobs/new")))) == ["kept", "new", "third"]
+
+
+def test_a_file_copied_as_hashed_is_stored_and_a_changed_one_is_refused(store, tmp_path):
+    source = tmp_path / "data.bin"
+    source.write_bytes(b"a" * 5000)
+    digest = hashlib.sha256(b"a" * 5000).hexdigest()
+    st = os.stat(source)
+    as_hashed = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    with store.write_batch() as batch:
+        batch.put_file("v/blobs/same", source, sha256=digest, hashed_as=as_hashed)
+    assert store.get_bytes("v/blobs/same") == b"a" * 5000
+    with open(source, "r+b") as fh:  # same size, other bytes: its ctime moves
+        fh.write(b"b")
+    with pytest.raises(IntegrityError, match="changed while it was uploaded"):
+        with store.write_batch() as batch:
+            batch.put_file("v/blobs/changed", source, sha256=digest, hashed_as=as_hashed)
+    assert not store.exists("v/blobs/changed")
+    assert [n for n in os.listdir(os.path.dirname(store.local_file("v/blobs/same")))] == ["same"]

@@ -6,7 +6,7 @@ shares that manifest's path, size, time and hash objects instead of making copie
 
 Written against a manifest, the records of its files come first, in its order; loaded against the same one, they
 are checked against its entries column by column and made from its objects without a Python step per record
-(100,000 records: about 0.03 s instead of 0.17 s).
+(100,000 records: 0.095 s instead of 0.17 s).
 """
 from __future__ import annotations
 
