@@ -366,12 +366,12 @@ def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporte
                 run_as=user, untouched=untouched,
                 hide=[Path(conf.get("DATA_DIR")), cache.root, conf.storage_base_dir(), *map(Path, spec.hidden)],
             )
-            preload.join()
-            _keep_hashes(held, untouched)
             if user is not None:
                 identity.kill_all(user.uid)  # nothing the job started may touch its volumes during the push
             crash_point("job.after_script")
             reporter.script_finished()
+            preload.join()  # after the script's end is recorded: a load still going is the job's end, not its script
+            _keep_hashes(held, untouched)
             if renewer.stop.is_set():
                 outcome = Outcome("cancelled" if renewer.reason == "cancelled" else "failure", error=renewer.reason)
                 log(f"job stopped ({renewer.reason}); nothing was committed")
