@@ -356,8 +356,8 @@ def execute(spec: JobSpec, remote: Remote, cache: WorkerCache, reporter: Reporte
                         "CAP_SYS_ADMIN, e.g. in a container), so the script runs as the worker's user and can read "
                         "what the worker can; run untrusted code with VOLUMES_SANDBOX_ALL on a worker that can")
             untouched: dict = {}
-            preload = _preload_hash_caches(held)
             reporter.script_started()
+            preload = _preload_hash_caches(held)
             run = run_script(
                 spec.language, spec.content, spec.args, mounts, sandbox=sandbox, workdir=workdir, log=log,
                 stop=renewer.stop, stop_reason=lambda: renewer.reason or "stopped",
