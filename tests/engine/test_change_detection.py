@@ -156,6 +156,28 @@ def test_the_recorded_disk_usage_matches_a_walk_and_is_forgotten_while_a_job_may
         remote.release(lease)
 
 
+def test_the_usage_an_unchanged_push_records_is_its_own_generation_s_in_a_worker_that_syncs_several(
+        volume, workspace, cast, tmp_path):
+    """An unchanged push does not sum its manifest again when it was the last one summed; the figure must still
+    follow every volume and generation a worker process goes between."""
+    from volumes.services.volumes import volume_create
+
+    other = volume_create(workspace, "other", owner=cast["owner"])
+    sizes = {volume: [3000, 70_000, 10], other: [500_000, 20]}
+    for step in range(3):
+        for vol, steps in sizes.items():
+            size = steps[min(step, len(steps) - 1)]
+            commit(vol, tmp_path / vol.name, lambda t: (t / "f").write_bytes(b"x" * size))  # changed, or the same
+            for _ in range(2):  # then unchanged, twice
+                remote, lease, cached, base, _ = checkout(vol, tmp_path / vol.name)
+                try:
+                    sync.pull(remote, lease, cached, for_job=True)
+                    assert sync.push(remote, lease, cached, base).committed_generation is None
+                finally:
+                    remote.release(lease)
+                assert cached.usage_estimate() == cached.disk_usage() >= size
+
+
 def test_a_hash_cache_in_the_old_json_format_is_still_used(volume, tmp_path):
     import json
 
