@@ -42,8 +42,8 @@ class ChangeCounts:
     def between(cls, base: Manifest, new: Manifest) -> "ChangeCounts":
         # A scan hands back the base's own entry for whatever it found unchanged: all of them is no change,
         # told without comparing 100,000 entries field by field (in any order: a shared scan merges two walks).
-        if new.entries is base.entries or len(new.entries) == len(base.entries) and all(map(operator.is_, map(base.entries.get, new.entries),
-                                                             new.entries.values())):
+        if new.entries is base.entries or len(new.entries) == len(base.entries) and all(
+                map(operator.is_, map(base.entries.get, new.entries), new.entries.values())):
             return cls()
         added, changed, deleted = diff(base, new)
         # Only an added or changed file can bring a blob the base lacks: an unchanged one has its base's hash.
