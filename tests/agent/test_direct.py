@@ -77,6 +77,29 @@ def test_an_agent_goes_through_the_proxy_where_storage_cannot_sign_or_the_operat
 
 
 
+def test_an_agent_asks_the_server_to_sign_only_the_blobs_it_downloads(agent, workspace, cast, request, tmp_path,
+                                                                      monkeypatch):
+    """A pull after another worker's change signs the files that change brought, not every file of the volume
+    (100,000 presigned URLs a pull on a big volume, for a one-file change)."""
+    from volumes.services import direct
+
+    use_storage(workspace, "s3", request, tmp_path)
+    signed = []
+    download_urls = direct.download_urls
+    monkeypatch.setattr(direct, "download_urls", lambda volume, hashes: signed.append(len(hashes))
+                        or download_urls(volume, hashes))
+    run_twice(agent, workspace, cast, tmp_path)  # the second job, on another cache, added three files
+    signed.clear()
+    before = proxied()
+    third = job_submit(workspace, cast["owner"], "python", SCRIPT, enqueue=False)
+    agent()  # the first cache holds generation 1: three of the six files
+    third.refresh_from_db()
+    assert third.status == "success", third.log
+    assert len(third.result) == 6 and third.mounts.get().files_pulled == 3
+    assert sum(signed) == 3, f"{signed} URLs signed for three downloads"
+    assert proxied() == before
+
+
 def test_a_read_only_mount_pulls_straight_from_storage_under_its_pin(agent, workspace, cast, request, tmp_path):
     use_storage(workspace, "s3", request, tmp_path)
     job_submit(workspace, cast["owner"], "python", SCRIPT, enqueue=False)

@@ -313,3 +313,91 @@ def test_a_local_manifest_copy_whose_columns_are_not_as_written_is_a_cache_miss(
     remote.release(lease)
     _, lease, cached, again, _ = checkout(volume, tmp_path / "cache")
     assert again == base and len(again.entries) == 30
+
+
+def _part_reads(monkeypatch, store_class) -> list[str]:
+    """The manifest parts read from now on, by key."""
+    reads = []
+    get_bytes = store_class.get_bytes
+    monkeypatch.setattr(store_class, "get_bytes",
+                        lambda self, key: (reads.append(key) if "/manifests/parts/" in key else None) or get_bytes(self, key))
+    return reads
+
+
+def test_a_pull_after_another_workers_commit_fetches_only_the_parts_that_commit_wrote(volume, tmp_path, monkeypatch):
+    """Two workers on one volume: the second one's pull of the first one's one-file change reads the one leaf part
+    that commit wrote, not the 48 of the manifest; its tree is exactly right, and its own commit after it encodes only
+    the run it changed."""
+    from volumes.engine.cache import WorkerCache
+    from volumes.storage.filesystem import FileSystemStore
+
+    from .helpers import checkout, commit, tree_listing
+
+    def write(tree):
+        for i in range(3_000):
+            (tree / f"d{i % 30:02d}").mkdir(exist_ok=True)
+            (tree / f"d{i % 30:02d}" / f"f{i:04d}.txt").write_text(f"{i}")
+
+    commit(volume, tmp_path / "one", write)
+    remote, lease, _, _, _ = checkout(volume, tmp_path / "two")  # the second worker holds generation 1
+    remote.release(lease)
+    commit(volume, tmp_path / "one", lambda tree: (tree / "d07" / "f0007.txt").write_text("one's change"))
+
+    reads = _part_reads(monkeypatch, FileSystemStore)
+    remote, lease, second, base, _ = checkout(volume, tmp_path / "two")
+    try:
+        leaves = len(json.loads(FileSystemStore.get_bytes(remote._store(lease)[0], lease.manifest_key))["parts"])
+        assert leaves > 40 and 1 <= len(reads) <= 2, f"{len(reads)} of {leaves} parts read"
+        first = WorkerCache(tmp_path / "one", 10**12).volume(volume.workspace_id, volume.name)
+        assert tree_listing(second.tree) == tree_listing(first.tree)
+        (second.tree / "d11" / "f0011.txt").write_text("two's change")
+        encoded = []
+        encode = manifest_store.encode_entry
+        monkeypatch.setattr(manifest_store, "encode_entry", lambda e: encoded.append(e) or encode(e))
+        assert sync.push(remote, lease, second, base).committed_generation == 3
+        assert 0 < len(encoded) <= manifest_store.MAX_PART  # the read's runs: only the changed one is encoded
+    finally:
+        remote.release(lease)
+    _, lease, third, now, _ = checkout(volume, tmp_path / "three")
+    assert (third.tree / "d07" / "f0007.txt").read_text() == "one's change"
+    assert (third.tree / "d11" / "f0011.txt").read_text() == "two's change"
+    assert len(now.entries) == 3_030
+
+
+def test_a_held_generation_stands_in_for_a_part_only_where_its_entries_make_that_part_byte_for_byte(
+        store, monkeypatch):
+    """The worker's copy of a generation is proven part by part, never trusted: an entry it holds wrongly (its runs
+    kept) makes its part fetched, and what the read gives is the stored manifest."""
+    base = volume_of(5_000)
+    manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
+    changed = one_file_changed(base, 2, 3)
+    manifest_store.write(store, f"{PREFIX}manifests/2.json", changed,
+                         manifest_store.part_digests(store, f"{PREFIX}manifests/1.json"), base)
+    held = manifest_store.read(store, f"{PREFIX}manifests/1.json")
+    whole = manifest_store.read(store, f"{PREFIX}manifests/2.json")
+    path = sorted(p for p, e in held.entries.items() if e.type == FILE)[0]
+    lying = Manifest({**held.entries, path: held.entries[path]._replace(hash="0" * 64)}, 1, held.runs)
+
+    reads = _part_reads(monkeypatch, type(store))
+    proven = manifest_store.read(store, f"{PREFIX}manifests/2.json", like=held)
+    honest_reads = len(reads)
+    reads.clear()
+    got = manifest_store.read(store, f"{PREFIX}manifests/2.json", like=lying)
+    assert proven == whole == changed and got == whole
+    assert got.entries[path].hash == changed.entries[path].hash != "0" * 64
+    assert got.runs == proven.runs == whole.runs
+    assert len(reads) == honest_reads + 1, "the part the lying copy would have stood in for was not fetched"
+    # The held objects themselves, but for the changed leaf and the last one (a run its entries alone ended)
+    assert sum(proven.entries[p] is e for p, e in held.entries.items()) >= len(held.entries) - 2 * manifest_store.MAX_PART
+
+
+def test_a_read_manifest_carries_the_runs_its_writer_made_except_where_a_stored_row_was_changed_on_reading(store):
+    base = volume_of(5_000)
+    manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
+    assert manifest_store.read(store, f"{PREFIX}manifests/1.json").runs == base.runs
+    path = sorted(base.entries)[2_000]
+    odd = Manifest({**base.entries, path: base.entries[path]._replace(mode=0o4755)}, 1)  # stored setuid
+    manifest_store.write(store, f"{PREFIX}manifests/odd.json", odd)
+    read = manifest_store.read(store, f"{PREFIX}manifests/odd.json")
+    assert read.entries[path].mode == 0o755  # readers take setuid off
+    assert read.runs == [run for run in odd.runs if not run[0] <= path <= run[1]] and len(read.runs) == len(odd.runs) - 1

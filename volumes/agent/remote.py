@@ -99,23 +99,23 @@ class HttpRemote(Remote):
         """A read-only mount reads under its pin, a read-write one under its lease."""
         return {"pin": lease.pin_id} if isinstance(lease, Pin) else {"token": lease.token}
 
-    def read_manifest(self, lease: Lease) -> Manifest:
+    def read_manifest(self, lease: Lease, like: Manifest | None = None) -> Manifest:  # the server sends it whole
         if not lease.manifest_key:
             return Manifest()
         response = self.client.request(
             "GET", self._mount(lease.volume_name, "manifest/"),
             params={**self._read_under(lease), "generation": lease.generation}, headers=self.headers,
         )
-        manifest = Manifest.from_json(response.content)
-        self._ask_download_urls(lease, sorted({e.hash for e in manifest.files}))
-        return manifest
+        return Manifest.from_json(response.content)
 
-    def _ask_download_urls(self, lease: Lease, hashes: list[str]) -> None:
-        """Presigned downloads of the manifest's blobs, where the server's storage signs them."""
-        for i in range(0, len(hashes), MISSING_BATCH):
+    def will_download(self, lease: Lease, hashes: set[str]) -> None:
+        """Presigned downloads of these blobs, where the server's storage signs them (the others of the manifest are
+        in the cache already: a pull after a one-file change elsewhere asks for one URL, not one a file)."""
+        ordered = sorted(hashes)
+        for i in range(0, len(ordered), MISSING_BATCH):
             try:
                 data = self._post(lease.volume_name, "blobs/urls/",
-                                  {**self._read_under(lease), "hashes": hashes[i:i + MISSING_BATCH]})
+                                  {**self._read_under(lease), "hashes": ordered[i:i + MISSING_BATCH]})
             except exceptions.NotFound:
                 return  # a server without direct transfers: the proxy it is
             self.direct.add(lease, "GET", data.get("downloads") or {})

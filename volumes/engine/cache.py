@@ -145,6 +145,14 @@ class CachedVolume:
         except (OSError, ValueError, Exception):  # a damaged cache is a cache miss
             return None
 
+    def last_synced(self) -> Manifest | None:
+        """The manifest the tree was last synced as, whichever generation that is (None when unknown)."""
+        try:
+            key = json.loads(self._state.read_text()).get("manifest_key")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return self.synced_manifest(key) if isinstance(key, str) and key else None
+
     def save_synced(self, manifest_key: str, manifest: Manifest) -> None:
         self._forget_state()
         _write_atomic(self._manifest, marshal.dumps((COLUMNS, manifest.generation, manifest.to_columns(),

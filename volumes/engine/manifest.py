@@ -176,7 +176,7 @@ class Manifest:
                 manifest.validate()
             except IntegrityError as exc:
                 raise IntegrityError(f"{exc}; {REPAIR_HINT}") from exc
-        manifest.entries = {p: _masked(e) for p, e in manifest.entries.items()}
+        manifest.entries = {p: masked(e) for p, e in manifest.entries.items()}
         return manifest
 
     @classmethod
@@ -206,7 +206,7 @@ class Manifest:
             if problem:
                 dropped.append((entry.path if isinstance(entry.path, str) else repr(entry.path), problem))
                 continue
-            kept[entry.path] = _masked(entry)
+            kept[entry.path] = masked(entry)
         for path in sorted(kept, key=lambda p: p.count("/")):
             if path not in kept:
                 continue
@@ -259,7 +259,7 @@ class Manifest:
                 raise IntegrityError(f"the manifest entry {path!r} lacks its parent folder {parent!r}")
 
 
-def _masked(entry: Entry) -> Entry:
+def masked(entry: Entry) -> Entry:
     return entry if entry.mode & ~PERMISSIONS == 0 else entry._replace(mode=entry.mode & PERMISSIONS)
 
 

@@ -14,6 +14,7 @@ classic format-1 document; format-1 manifests written before parts existed read 
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import operator
@@ -24,7 +25,7 @@ from typing import Callable
 
 from ..exceptions import BlobMissing, IntegrityError, VolumesError
 from ..storage.base import ObjectStore
-from .manifest import REPAIR_HINT, Entry, Manifest
+from .manifest import PERMISSIONS, REPAIR_HINT, Entry, Manifest, masked
 
 FORMAT = 2
 PART_TARGET = 64  # items per part on average (about 12 KB of entries)
@@ -100,7 +101,7 @@ def _leaves(ordered: list[Entry], base: Manifest | None, known: set[str] | froze
         j += 1
         ended = _boundary(entry.path) or len(run) >= MAX_PART
         if ended or j == count:
-            part = b"[" + b",".join([encode_entry(e) for e in run]) + b"]"
+            part = _encoded(run)
             digest = hashlib.sha256(part).hexdigest()
             digests.append(digest)
             every[digest] = part
@@ -124,6 +125,11 @@ def _rows_changed(entries: list[Entry], changed: list[int], stored: bytes | None
             for i in changed:
                 rows[i] = encode_entry(entries[i])[len(_ROW):-1]
             return b"[" + _ROW + _BETWEEN.join(rows) + b"}]"
+    return _encoded(entries)
+
+
+def _encoded(entries: list[Entry]) -> bytes:
+    """A leaf part: the entries' rows as a JSON array."""
     return b"[" + b",".join([encode_entry(e) for e in entries]) + b"]"
 
 
@@ -224,10 +230,11 @@ def _fetch(store: ObjectStore, prefix: str, key: str, digest: str, salvage: bool
     return part
 
 
-def _levels(store: ObjectStore, key: str, salvage: bool = False) -> tuple[dict, list[str], list[str]]:
-    """(document, leaf part digests, index part digests) of a format-2 manifest."""
+def _levels(store: ObjectStore, key: str, salvage: bool = False, doc: dict | None = None
+            ) -> tuple[dict, list[str], list[str]]:
+    """(document, leaf part digests, index part digests) of a format-2 manifest; `doc`: its document, if read."""
     prefix = prefix_of(key)
-    doc = _document(store.get_bytes(key))
+    doc = _document(store.get_bytes(key)) if doc is None else doc
     digests = _digests(doc.get("parts"), key)
     depth = doc.get("depth", 1)
     if not isinstance(depth, int) or not 1 <= depth <= 8:
@@ -280,7 +287,7 @@ def read_bytes(store: ObjectStore, key: str, salvage: bool = False) -> bytes:
     if doc.get("format") != FORMAT:
         return data
     prefix = prefix_of(key)
-    doc, leaves, _ = _levels(store, key, salvage)
+    doc, leaves, _ = _levels(store, key, salvage, doc)
     with ThreadPoolExecutor(THREADS) as pool:
         rows = [part[1:-1] for part in pool.map(lambda d: _fetch(store, prefix, key, d, salvage), leaves)
                 if len(part) > 2]
@@ -289,5 +296,60 @@ def read_bytes(store: ObjectStore, key: str, salvage: bool = False) -> bytes:
     return b'{"format":1,"generation":%d,"entries":[' % generation + b",".join(rows) + b"]}"
 
 
-def read(store: ObjectStore, key: str) -> Manifest:
-    return Manifest.from_json(read_bytes(store, key))
+def read(store: ObjectStore, key: str, like: Manifest | None = None) -> Manifest:
+    """The manifest at `key`, checked, with its `runs` (the leaves a commit after it can reuse, see _leaves).
+    `like`: a generation this worker holds. A leaf part that `like`'s entries make byte for byte (the same
+    digest) is taken from `like`, as its own entry objects, instead of fetched: a pull after another worker's
+    commit fetches only the parts that commit wrote, and sees the rest unchanged at once (diff)."""
+    data = store.get_bytes(key)
+    doc = _document(data)
+    if doc.get("format") != FORMAT:
+        return Manifest.from_json(data)
+    doc, leaves, _ = _levels(store, key, doc=doc)
+    held = _held_leaves(like, set(leaves)) if like is not None and like.entries else {}
+    prefix = prefix_of(key)
+    wanted = [d for d in dict.fromkeys(leaves) if d not in held]
+    with ThreadPoolExecutor(THREADS) as pool:
+        fetched = dict(zip(wanted, pool.map(lambda d: _fetch(store, prefix, key, d, False), wanted)))
+    entries: dict[str, Entry] = {}
+    runs = []
+    try:
+        for digest in leaves:
+            run = held.get(digest) or [Entry(**row) for row in json.loads(fetched[digest])]
+            for entry in run:
+                entries[entry.path] = entry
+            if run and (_boundary(run[-1].path) or len(run) >= MAX_PART):
+                runs.append((run[0].path, run[-1].path, len(run), digest))
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise IntegrityError(f"the manifest is damaged ({exc.__class__.__name__}: {exc}); {REPAIR_HINT}") from exc
+    generation = doc.get("generation", 0)
+    manifest = Manifest(entries, generation if isinstance(generation, int) and generation >= 0 else 0)
+    try:
+        manifest.validate(like if held else None)  # `like`'s own entries are the rows of stored parts
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc}; {REPAIR_HINT}") from exc
+    odd = [path for path, entry in entries.items() if entry.mode & ~PERMISSIONS]
+    if odd:  # readers keep permission bits only; a run with such a row is no longer its part, byte for byte
+        manifest.entries = {path: masked(entry) for path, entry in entries.items()}
+        firsts = [run[0] for run in runs]
+        gone = {bisect.bisect_right(firsts, path) - 1 for path in odd}
+        runs = [run for i, run in enumerate(runs) if i not in gone]
+    manifest.runs = runs
+    return manifest
+
+
+def _held_leaves(like: Manifest, leaves: set[str]) -> dict[str, list[Entry]]:
+    """The runs of `like` (Manifest.runs) that are among `leaves`, by digest: their entries, `like`'s own objects.
+    Each is encoded again to prove it: a digest names the exact bytes of its rows."""
+    wanted = [run for run in like.runs or () if run[3] in leaves]
+    if not wanted:
+        return {}
+    ordered = sorted(like.entries.values(), key=_PATH)
+    paths = [entry.path for entry in ordered]
+    held = {}
+    for first, last, n, digest in wanted:
+        start = bisect.bisect_left(paths, first)
+        run = ordered[start:start + n]
+        if len(run) == n and run[-1].path == last and hashlib.sha256(_encoded(run)).hexdigest() == digest:
+            held[digest] = run
+    return held

@@ -80,8 +80,9 @@ class Remote(ABC):
     def release_pin(self, pin: Pin) -> bool: ...
 
     @abstractmethod
-    def read_manifest(self, lease: Lease) -> Manifest:
-        """The manifest of the generation current when the lease was taken (empty at generation 0)."""
+    def read_manifest(self, lease: Lease, like: Manifest | None = None) -> Manifest:
+        """The manifest of the generation current when the lease was taken (empty at generation 0). `like`: a
+        generation this worker holds, whose entries may stand in for the same ones stored (manifest_store.read)."""
 
     def check_room(self, lease: Lease, manifest: Manifest, counts: ChangeCounts) -> None:
         """LimitExceeded now if the commit would be refused for the volume's cap or the workspace's quota
@@ -91,6 +92,9 @@ class Remote(ABC):
     def missing_blobs(self, lease: Lease, hashes: set[str], stored: int | None = None) -> set[str]:
         """The hashes with no blob in the volume's storage. `stored`: how many blobs the volume is known to hold
         (its base generation's), which tells a store over the network whether listing them beats asking each."""
+
+    def will_download(self, lease: Lease, hashes: set[str]) -> None:
+        """The blobs a pull is about to download (an agent asks the server for presigned URLs of these only)."""
 
     @abstractmethod
     def download_blob(self, lease: Lease, digest: str, local_path: str) -> None: ...
@@ -208,11 +212,11 @@ class DirectRemote(Remote):
     def release(self, lease: Lease) -> bool:
         return leases.release(lease)
 
-    def read_manifest(self, lease: Lease) -> Manifest:
+    def read_manifest(self, lease: Lease, like: Manifest | None = None) -> Manifest:
         if not lease.manifest_key:
             return Manifest()
         store, _ = self._store(lease)
-        return manifest_store.read(store, lease.manifest_key)
+        return manifest_store.read(store, lease.manifest_key, like)
 
     def check_room(self, lease: Lease, manifest: Manifest, counts: ChangeCounts) -> None:
         commits.check_room(lease.volume_id, lease.generation + 1, manifest, counts)

@@ -437,8 +437,8 @@ def pull(
         metrics.CACHE_HITS.inc()
         metrics.observe_sync("pull", stats, time.monotonic() - started)
         return target, stats
-    if target is None:
-        target = remote.read_manifest(lease)
+    if target is None:  # another generation: the parts it shares with the one synced here are not fetched
+        target = remote.read_manifest(lease, like=cached.last_synced())
     _check_fits(cached, target, lease.volume_name)
     extras: list[str] = []
     known = cached.load_hashes(like=target)
@@ -493,6 +493,8 @@ def pull(
             wanted.append(entry)
     total = sum(e.size for e in wanted)
     copies = _seeds(seeds, wanted)
+    if wanted:
+        remote.will_download(lease, {e.hash for e in wanted})
     if wanted:
         copied = sum(e.hash in copies for e in wanted)
         log(f"pulling {count(len(wanted), 'file')} ({count(total, 'byte')}) of {lease.volume_name}; "

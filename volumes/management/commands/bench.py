@@ -5,7 +5,8 @@
 Datasets are generated deterministically under bench-data/ (S: 1,000 files / 100 MB of mixed
 sizes; M: 10,000 small files / 200 MB in nested folders with symlinks; L: 100,000 files of 2 KB,
 for --big). Figures are medians; every reference (`cp -a`, `rsync -a`, `rclone`) is measured in
-the same run on the same data, and the ratio column compares the two. s3, azure and gcs start moto_server,
+the same run on the same data, and the ratio column compares the two. "By another worker" is a pull of a
+change a second cache committed, as a worker does after another one used the volume. s3, azure and gcs start moto_server,
 Azurite and gcp-storage-emulator on 127.0.0.1 (scripts/install_tools.sh, requirements-dev.txt); rclone is run
 against the same server.
 
@@ -236,7 +237,7 @@ class Command(BaseCommand):
         url, rclone_remote = self.storage_url(backend)
         cold_push, cold_pull, cp = [], [], []
         noop, noop_push, change, change_push, add, delete = [], [], [], [], [], []
-        rsync_noop, rsync_change, together_push, rsync_together = [], [], [], []
+        rsync_noop, rsync_change, together_push, rsync_together, other_pull = [], [], [], [], []
         with self.settings_override():
             for run in range(self.runs):
                 volume = self.new_volume(url)
@@ -280,6 +281,20 @@ class Command(BaseCommand):
                 noop.append(timed(lambda: cycle(push_times=noop_push)))
                 change.append(timed(lambda: cycle(rewrite, change_push)))
                 cycle(lambda t: rewrite(t, together), together_push)
+                # Another worker (the first cache, generations behind) changes 1% side by side and commits; this
+                # worker's next pull reads only the manifest parts that commit wrote.
+                remote, lease, behind = self.checkout(volume, cache)
+                try:
+                    base, _ = sync.pull(remote, lease, behind)
+                    rewrite(behind.tree, sample[len(sample) - len(pick):])
+                    sync.push(remote, lease, behind, base)
+                finally:
+                    remote.release(lease)
+                remote, lease, c = self.checkout(volume, fresh)
+                try:
+                    other_pull.append(timed(lambda: sync.pull(remote, lease, c)))
+                finally:
+                    remote.release(lease)
                 add.append(timed(lambda: cycle(lambda t: [(t / f"added-{run}-{i}.bin").write_bytes(os.urandom(20_000))
                                                           for i in range(len(pick))])))
                 delete.append(timed(lambda: cycle(lambda t: [(t / q).unlink() for q in pick])))
@@ -310,6 +325,8 @@ class Command(BaseCommand):
                           ratio("rsync -a", median(rsync_change), median(change_push)) if rsync_change else ""))
         self.rows.append((ref, "1% changed, side by side: push", f"{median(together_push):.3f}s",
                           ratio("rsync -a", median(rsync_together), median(together_push)) if rsync_together else ""))
+        self.rows.append((ref, "1% changed side by side by another worker: pull", f"{median(other_pull):.3f}s",
+                          ratio("rsync -a", median(rsync_together), median(other_pull)) if rsync_together else ""))
         self.rows.append((ref, "1% added: pull + push", f"{median(add):.3f}s", ""))
         self.rows.append((ref, "1% deleted: pull + push", f"{median(delete):.3f}s", ""))
         if self.rclone:
