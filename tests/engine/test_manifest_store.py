@@ -401,3 +401,24 @@ def test_a_read_manifest_carries_the_runs_its_writer_made_except_where_a_stored_
     read = manifest_store.read(store, f"{PREFIX}manifests/odd.json")
     assert read.entries[path].mode == 0o755  # readers take setuid off
     assert read.runs == [run for run in odd.runs if not run[0] <= path <= run[1]] and len(read.runs) == len(odd.runs) - 1
+
+
+def test_a_whole_manifest_parsed_like_a_held_generation_checks_only_what_differs_from_it(monkeypatch):
+    """An agent gets the whole manifest from the server: the entries equal to its own generation's are those very
+    entries (a diff sees them unchanged by identity) and only the others are checked, so a bad one is still refused."""
+    from volumes.engine import manifest as manifest_module
+
+    held = Manifest.from_json(volume_of(1_000).to_json())
+    checked = []
+    entry_problem = manifest_module.entry_problem
+    monkeypatch.setattr(manifest_module, "entry_problem", lambda e: checked.append(e.path) or entry_problem(e))
+    changed = one_file_changed(held, 2, 4)
+    got = Manifest.from_json(changed.to_json(), like=held)
+    assert got == changed
+    path = next(p for p, e in changed.entries.items() if held.entries[p] != e)
+    assert checked == [path] and got.entries[path] is not held.entries[path]
+    assert sum(got.entries[p] is e for p, e in held.entries.items()) == len(held.entries) - 1
+
+    bad = Manifest({**changed.entries, "../outside": Entry("../outside", FILE, 1, "0" * 64)}, 2)
+    with pytest.raises(IntegrityError, match="outside|\\.\\."):
+        Manifest.from_json(bad.to_json(), like=held)

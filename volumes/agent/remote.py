@@ -99,14 +99,14 @@ class HttpRemote(Remote):
         """A read-only mount reads under its pin, a read-write one under its lease."""
         return {"pin": lease.pin_id} if isinstance(lease, Pin) else {"token": lease.token}
 
-    def read_manifest(self, lease: Lease, like: Manifest | None = None) -> Manifest:  # the server sends it whole
+    def read_manifest(self, lease: Lease, like: Manifest | None = None) -> Manifest:
         if not lease.manifest_key:
             return Manifest()
         response = self.client.request(
             "GET", self._mount(lease.volume_name, "manifest/"),
             params={**self._read_under(lease), "generation": lease.generation}, headers=self.headers,
         )
-        return Manifest.from_json(response.content)
+        return Manifest.from_json(response.content, like=like)  # the server sends it whole
 
     def will_download(self, lease: Lease, hashes: set[str]) -> None:
         """Presigned downloads of these blobs, where the server's storage signs them (the others of the manifest are

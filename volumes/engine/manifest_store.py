@@ -324,8 +324,9 @@ def read(store: ObjectStore, key: str, like: Manifest | None = None) -> Manifest
         raise IntegrityError(f"the manifest is damaged ({exc.__class__.__name__}: {exc}); {REPAIR_HINT}") from exc
     generation = doc.get("generation", 0)
     manifest = Manifest(entries, generation if isinstance(generation, int) and generation >= 0 else 0)
+    manifest.share(like)  # in a part that changed, its other entries
     try:
-        manifest.validate(like if held else None)  # `like`'s own entries are the rows of stored parts
+        manifest.validate(like)
     except IntegrityError as exc:
         raise IntegrityError(f"{exc}; {REPAIR_HINT}") from exc
     odd = [path for path, entry in entries.items() if entry.mode & ~PERMISSIONS]
