@@ -230,21 +230,26 @@ def _fetch(store: ObjectStore, prefix: str, key: str, digest: str, salvage: bool
     return part
 
 
+def _fetch_all(store: ObjectStore, key: str, digests: list[str], salvage: bool = False) -> list[bytes]:
+    """The parts of manifest `key` named by `digests`, in order, fetched on THREADS threads (see _fetch)."""
+    prefix = prefix_of(key)
+    with ThreadPoolExecutor(THREADS) as pool:
+        return list(pool.map(lambda d: _fetch(store, prefix, key, d, salvage), digests))
+
+
 def _levels(store: ObjectStore, key: str, salvage: bool = False, doc: dict | None = None
             ) -> tuple[dict, list[str], list[str]]:
     """(document, leaf part digests, index part digests) of a format-2 manifest; `doc`: its document, if read."""
-    prefix = prefix_of(key)
     doc = _document(store.get_bytes(key)) if doc is None else doc
     digests = _digests(doc.get("parts"), key)
     depth = doc.get("depth", 1)
     if not isinstance(depth, int) or not 1 <= depth <= 8:
         raise IntegrityError(f"the manifest {key!r} is damaged (depth {depth!r}); {REPAIR_HINT}")
     index: list[str] = []
-    with ThreadPoolExecutor(THREADS) as pool:
-        for _ in range(depth - 1):
-            index += digests
-            parts = pool.map(lambda d: _fetch(store, prefix, key, d, salvage), digests)
-            digests = [d for part in parts if part for d in _digests(_loads(part, key), key)]
+    for _ in range(depth - 1):
+        index += digests
+        parts = _fetch_all(store, key, digests, salvage)
+        digests = [d for part in parts if part for d in _digests(_loads(part, key), key)]
     return doc, digests, index
 
 
@@ -286,11 +291,8 @@ def read_bytes(store: ObjectStore, key: str, salvage: bool = False) -> bytes:
     doc = _document(data)
     if doc.get("format") != FORMAT:
         return data
-    prefix = prefix_of(key)
     doc, leaves, _ = _levels(store, key, salvage, doc)
-    with ThreadPoolExecutor(THREADS) as pool:
-        rows = [part[1:-1] for part in pool.map(lambda d: _fetch(store, prefix, key, d, salvage), leaves)
-                if len(part) > 2]
+    rows = [part[1:-1] for part in _fetch_all(store, key, leaves, salvage) if len(part) > 2]
     generation = doc.get("generation", 0)
     generation = generation if isinstance(generation, int) and generation >= 0 else 0
     return b'{"format":1,"generation":%d,"entries":[' % generation + b",".join(rows) + b"]}"
@@ -304,13 +306,11 @@ def read(store: ObjectStore, key: str, like: Manifest | None = None) -> Manifest
     data = store.get_bytes(key)
     doc = _document(data)
     if doc.get("format") != FORMAT:
-        return Manifest.from_json(data)
+        return Manifest.from_json(data, like=like)
     doc, leaves, _ = _levels(store, key, doc=doc)
     held = _held_leaves(like, set(leaves)) if like is not None and like.entries else {}
-    prefix = prefix_of(key)
     wanted = [d for d in dict.fromkeys(leaves) if d not in held]
-    with ThreadPoolExecutor(THREADS) as pool:
-        fetched = dict(zip(wanted, pool.map(lambda d: _fetch(store, prefix, key, d, False), wanted)))
+    fetched = dict(zip(wanted, _fetch_all(store, key, wanted)))
     entries: dict[str, Entry] = {}
     runs = []
     try:
