@@ -20,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
     # the volume's local cache (a stopped or hung job) before it uses a private copy instead.
     "CACHE_LOCK_WAIT": 30.0,
     "TRANSFER_THREADS": 8,
+    # Entries of read manifests a web or worker process keeps in memory for browsing (about 400 bytes each).
+    "MANIFEST_MEMORY_ENTRIES": 250_000,
     "HISTORY_KEEP_GENERATIONS": 50,
     "HISTORY_KEEP_DAYS": 30,
     "GC_GRACE": 3600.0,

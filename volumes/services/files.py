@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import BinaryIO, Iterator
 
 from .. import conf
@@ -27,12 +28,46 @@ from ..storage.keys import blob_key, safe_relpath
 CHUNK = 1024 * 1024
 
 
-@lru_cache(maxsize=64)
-def _load_manifest(storage_id: int, key: str) -> Manifest:
-    from ..models import ObjectStorage
+class ManifestMemo:
+    """Manifests read from storage, kept by key (they never change) up to MANIFEST_MEMORY_ENTRIES entries in
+    all, least recently used out first. The one read last is kept whatever its size, so browsing a volume
+    bigger than the bound does not read it again on every click. A bound by count held 64 manifests: with
+    100,000 entries each, several GB in one web process."""
 
-    store = store_for_storage(ObjectStorage.objects.get(pk=storage_id))
-    return manifest_store.read(store, key)
+    def __init__(self):
+        self._held: OrderedDict[tuple[int, str], Manifest] = OrderedDict()
+        self._entries = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, storage_id: int, key: str) -> Manifest:
+        with self._lock:
+            manifest = self._held.get((storage_id, key))
+            if manifest is not None:
+                self._held.move_to_end((storage_id, key))
+                return manifest
+        from ..models import ObjectStorage
+
+        manifest = manifest_store.read(store_for_storage(ObjectStorage.objects.get(pk=storage_id)), key)
+        with self._lock:
+            if (storage_id, key) not in self._held:
+                self._held[storage_id, key] = manifest
+                self._entries += len(manifest.entries)
+            bound = conf.get("MANIFEST_MEMORY_ENTRIES")
+            while self._entries > bound and len(self._held) > 1:
+                _, dropped = self._held.popitem(last=False)
+                self._entries -= len(dropped.entries)
+        return manifest
+
+    def held_entries(self) -> int:
+        return self._entries
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+            self._entries = 0
+
+
+_load_manifest = ManifestMemo()
 
 
 def generation_missing(volume: Volume, generation: int) -> NotFound:
