@@ -22,6 +22,8 @@ from volumes.engine.manifest import Manifest
 from volumes.exceptions import LimitExceeded
 from volumes.models import Volume
 
+from tests.servers import use_storage
+
 from .helpers import checkout, commit, pull_refused, tree_listing
 from .test_change_detection import coarse_fs, within_one_second  # noqa: F401 - a fixture
 
@@ -258,6 +260,77 @@ def test_a_pull_whose_child_dies_is_finished_by_the_parent(volume, tmp_path, mon
     assert tree_listing(cached.tree) == tree_listing(writer)
     _, _, hashed = sync.scan(cached.tree, cached.load_hashes(), base=base)
     assert hashed == 0
+
+
+@pytest.fixture
+def gcs_volume(workspace, cast, request, tmp_path):
+    """A volume on a GCS emulator's bucket: a store whose downloads a fork may share (its own connections)."""
+    from volumes.services.volumes import volume_create
+
+    use_storage(workspace, "gcs", request, tmp_path)
+    return volume_create(workspace, "on-gcs", owner=cast["owner"])
+
+
+def _downloads_by_process(monkeypatch, tmp_path):
+    """A file that every GCS download (a blob's, a manifest part's) appends its process id to."""
+    from volumes.storage.gcs import GCSStore
+
+    log = tmp_path / "downloads-by-pid"
+    real = GCSStore._download
+
+    def logged(self, key, consume):
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        return real(self, key, consume)
+
+    monkeypatch.setattr(GCSStore, "_download", logged)
+    return log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_big_pull_from_gcs_shares_its_downloads_with_a_second_process_over_its_own_connections(
+        gcs_volume, tmp_path, monkeypatch, forks):
+    """A GCS download is about 1 ms of Python; eight threads of one process queue for the GIL (a cold pull of
+    10,000 small blobs took 4x rclone's time on the same server). The forked process opens its own connections:
+    one it shared with its parent would carry both processes' requests and answers mixed."""
+    commit(gcs_volume, tmp_path / "writer", _write)
+    writer = WorkerCache(tmp_path / "writer", 10**12).volume(gcs_volume.workspace_id, gcs_volume.name).tree
+    log = _downloads_by_process(monkeypatch, tmp_path)
+    forks.clear()
+    remote, lease, cached, base, stats = checkout(gcs_volume, tmp_path / "reader")
+    store, _ = remote._store(lease)
+    remote.release(lease)
+    assert len(forks) == 1, "the pull was not shared"
+    by_pid = log.read_text().split()
+    assert by_pid.count(str(forks[0])) == 21 and by_pid.count(str(os.getpid())) >= 21  # and the manifest's parts
+    assert stats.files_pulled == 42 and tree_listing(cached.tree) == tree_listing(writer)
+    _, _, hashed = sync.scan(cached.tree, cached.load_hashes(), base=base)
+    assert hashed == 0 and not os.listdir(cached.staging)
+    assert list(store.inner._http_pools) == [os.getpid()]  # the child's pool was its own, made in the child
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gcs_pull_whose_childs_downloads_fail_is_finished_by_the_parent(gcs_volume, tmp_path, monkeypatch, forks):
+    from google.api_core.exceptions import Forbidden
+
+    from volumes.storage.gcs import GCSStore
+
+    commit(gcs_volume, tmp_path / "writer", _write)
+    writer = WorkerCache(tmp_path / "writer", 10**12).volume(gcs_volume.workspace_id, gcs_volume.name).tree
+    parent, real = os.getpid(), GCSStore._http
+
+    def refused_in_the_child(self):
+        if os.getpid() != parent:
+            raise Forbidden("refused in the forked process")  # not retried: the child fails at once
+        return real(self)
+
+    monkeypatch.setattr(GCSStore, "_http", refused_in_the_child)
+    forks.clear()
+    remote, lease, cached, base, stats = checkout(gcs_volume, tmp_path / "reader")
+    remote.release(lease)
+    assert forks and stats.files_pulled == 42
+    assert tree_listing(cached.tree) == tree_listing(writer) and not os.listdir(cached.staging)
 
 
 def _store_files(storage_root):

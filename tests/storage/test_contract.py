@@ -531,19 +531,20 @@ def test_an_s3_download_of_a_blob_is_one_get_and_a_cut_leaves_nothing_behind(req
 
 
 class _Requests:
-    """Every HTTP request the Azure and GCS SDKs make (both send through requests.Session)."""
+    """Every HTTP request the Azure and GCS stores make (through requests, or urllib3 itself: both end in a
+    connection pool's urlopen)."""
 
     def __init__(self, monkeypatch) -> None:
-        import requests
+        from urllib3.connectionpool import HTTPConnectionPool
 
         self.made: list[str] = []
-        send = requests.Session.send
+        urlopen = HTTPConnectionPool.urlopen
 
-        def counted(session, prepared, **kwargs):
-            self.made.append(prepared.method)
-            return send(session, prepared, **kwargs)
+        def counted(pool, method, url, *args, **kwargs):
+            self.made.append(method)
+            return urlopen(pool, method, url, *args, **kwargs)
 
-        monkeypatch.setattr(requests.Session, "send", counted)
+        monkeypatch.setattr(HTTPConnectionPool, "urlopen", counted)
 
 
 @pytest.mark.parametrize("kind", ["azure", "gcs"])

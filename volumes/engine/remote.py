@@ -51,6 +51,10 @@ class Remote(ABC):
     def push_threads(self, lease: Lease) -> int:
         return conf.get("TRANSFER_THREADS")
 
+    def downloads_in_fork(self, lease: Lease) -> bool:
+        """Whether a forked process may download blobs of this volume, over connections of its own."""
+        return False
+
     def upload_batch(self, lease: Lease) -> ContextManager[Any]:
         """Uploads made inside may be finished (made durable and visible) only when it exits. It gives a local
         store's batch of blob files (storage/filesystem.py, `written` and `adopt`: a forked process may take a
@@ -152,6 +156,9 @@ class DirectRemote(Remote):
         # (hashing, bigger writes) still gain from threads; network stores overlap latency.
         store, _ = self._store(lease)
         return 1 if store.kind == "filesystem" else conf.get("TRANSFER_THREADS")
+
+    def downloads_in_fork(self, lease: Lease) -> bool:
+        return self._store(lease)[0].fork_safe_downloads
 
     def push_threads(self, lease: Lease) -> int:
         # Batched local writes are small syscalls and Python per file, like pulls (see above).

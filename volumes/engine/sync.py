@@ -556,14 +556,16 @@ def pull(
     threads = remote.pull_threads(lease)
     theirs: list[Entry] = []
     child = None
-    shareable = threads == 1 and not copies and len(wanted) >= SHARE_AFTER and blobs is not None
+    shareable = not copies and len(wanted) >= SHARE_AFTER and (
+        (threads == 1 and blobs is not None) or remote.downloads_in_fork(lease))
     if shareable and forked.can_share():
-        # Local copies are Python and small syscalls a file: a forked process takes every other file.
+        # A file is Python and small syscalls (a local copy; a request and its answer, 1 ms of CPU on GCS), which
+        # threads only queue for under the GIL: a forked process takes every other file, on threads of its own.
         theirs, wanted = wanted[1::2], wanted[::2]
 
         def fetch_theirs() -> bytes:
             remote.notify = None  # a retry notice would go to the job's log from this process
-            return marshal.dumps([result[1:3] for result in map(fetch, theirs)])
+            return marshal.dumps([result[1:3] for result in _transfer(fetch, theirs, threads)])
 
         child = forked.run_in_child(fetch_theirs)
     try:
@@ -572,7 +574,7 @@ def pull(
         if child is not None:
             fetched, child = forked.result_of(child), None
             if fetched is None:  # it failed: fetch its share here (the same error, if there is one, is raised here)
-                for result in map(fetch, theirs):
+                for result in _transfer(fetch, theirs, threads):
                     landed(*result)
             else:
                 for entry, (key, seen) in zip(theirs, marshal.loads(fetched)):

@@ -8,8 +8,9 @@ import os
 import secrets
 import threading
 from datetime import timedelta
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 from ..exceptions import VolumesError
@@ -30,11 +31,14 @@ from .base import (
     removed_on_failure,
 )
 
+T = TypeVar("T")
+
 
 class GCSStore(BackendStore):
     """Google Cloud Storage (or an emulator) through storages.backends.gcloud.GoogleCloudStorage."""
 
     kind = "gcs"
+    fork_safe_downloads = True  # see _http
 
     def __init__(
         self,
@@ -94,12 +98,14 @@ class GCSStore(BackendStore):
         # Google's default retries for 120 s; give up after a few seconds instead.
         self.retry: Retry = DEFAULT_RETRY.with_timeout(GIVE_UP_AFTER).with_delay(initial=0.25, maximum=2.0)
         self._keeps_condition: bool | None = None  # see _asks_first
+        self._http_pools: dict[int, object] = {}  # see _http
         self._probe_lock = threading.Lock()
 
     def _translate(self, exc: Exception, key: str | None) -> VolumesError:
         import google.auth.exceptions
         import requests
         from google.api_core import exceptions as gexc
+        from urllib3.exceptions import ConnectTimeoutError, ProtocolError, ReadTimeoutError
 
         if isinstance(exc, gexc.RetryError) and exc.cause is not None:
             return self._translate(exc.cause, key)
@@ -120,9 +126,9 @@ class GCSStore(BackendStore):
         if isinstance(exc, google.auth.exceptions.TransportError):
             return self.unavailable(f"cannot reach the token endpoint ({network_reason(exc)})", "unreachable")
         where = self.client._connection.API_BASE_URL if hasattr(self, "client") else "the endpoint"
-        if isinstance(exc, requests.exceptions.ConnectionError):  # includes ConnectTimeout
+        if isinstance(exc, (requests.exceptions.ConnectionError, ConnectTimeoutError, ProtocolError)):
             return self.unavailable(f"cannot connect to {where} ({network_reason(exc)})", "unreachable")
-        if isinstance(exc, requests.exceptions.Timeout):
+        if isinstance(exc, (requests.exceptions.Timeout, ReadTimeoutError)):
             return self.unavailable(f"no answer from {where} (timed out)", "timeout")
         return self.unavailable(short_error(exc))
 
@@ -263,35 +269,73 @@ class GCSStore(BackendStore):
         self.get_file_sha256(key, local_path)
 
     def get_file_sha256(self, key: str, local_path: str | Path) -> str:
-        """One GET of the object's bytes through the client's session, hashed as they are written (the bytes were
-        read again to hash them, and download_to_filename costs a third more Python a request: with 10,000 small
-        blobs that Python is the pull). Retried whole, as Google's client retries; nothing is left at
-        `local_path` when it fails (download_to_filename left what it had written)."""
-        from google.api_core.exceptions import from_http_response
+        """One GET of the object's bytes, hashed as they are written (download_to_filename read them again to hash
+        them); nothing is left at `local_path` when it fails."""
+        target = self._local_target(local_path)
+
+        def into_file(chunks: Iterator[bytes]) -> str:
+            digest = hashlib.sha256()
+            with open(target, "wb") as fh:  # a retry starts the file again
+                for chunk in chunks:
+                    digest.update(chunk)
+                    fh.write(chunk)
+            return digest.hexdigest()
+
+        with removed_on_failure(target):
+            return self._download(key, into_file)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._download(key, b"".join)
+
+    def _download(self, key: str, consume: Callable[[Iterator[bytes]], T]) -> T:
+        """consume(the object's bytes in chunks), over one GET, retried whole as Google's client retries."""
+        from google.api_core.exceptions import from_http_status
 
         url = (f"{self.client._connection.API_BASE_URL}/download/storage/v1/b/{quote(self.bucket_name, safe='')}"
                f"/o/{quote(self._name(key), safe='')}?alt=media")
-        target = self._local_target(local_path)
 
-        def attempt() -> str:
-            with self.client._http.get(url, stream=True, timeout=self.timeout) as answer:
-                if answer.status_code != 200:
-                    raise from_http_response(answer)
-                digest = hashlib.sha256()
-                with open(target, "wb") as fh:
-                    for chunk in answer.iter_content(CHUNK_SIZE):
-                        digest.update(chunk)
-                        fh.write(chunk)
-                return digest.hexdigest()
+        def attempt() -> T:
+            answer = self._http().urlopen("GET", url, preload_content=False)
+            try:
+                if answer.status != 200:
+                    detail = answer.read(500).decode(errors="replace")
+                    raise from_http_status(answer.status, f"GET {self._name(key)}: {detail}")
+                return consume(answer.stream(CHUNK_SIZE))
+            finally:
+                answer.release_conn()
 
-        with removed_on_failure(target):
-            with self._errors(key):
-                return self.retry(attempt)()
-
-    def get_bytes(self, key: str) -> bytes:
-        blob = self._blob(key)
         with self._errors(key):
-            return blob.download_as_bytes(**self._kw())
+            return self.retry(attempt)()
+
+    def _http(self):
+        """The connections downloads go through: urllib3 under google-auth's own transport (which adds the token
+        and refreshes it on a 401), one pool a process, as a forked process must not use its parent's sockets.
+        A GET through requests and the client's session cost about twice the Python (requests reads the proxy
+        variables of the environment again for each request): with 10,000 small blobs that Python is the pull.
+        The proxy and the CA bundle are those requests would use for the endpoint, found once."""
+        pid = os.getpid()
+        http = self._http_pools.get(pid)
+        if http is None:
+            import requests.utils
+            import urllib3
+            from google.auth.transport.urllib3 import AuthorizedHttp
+
+            base = self.client._connection.API_BASE_URL
+            env = self.client._http.merge_environment_settings(base, {}, None, None, None)
+            verify = env["verify"]
+            options = {"maxsize": POOL_SIZE, "retries": False,
+                       "timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
+                       **({"cert_reqs": "CERT_NONE"} if verify is False else
+                          {"ca_certs": requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else verify})}
+            proxy = requests.utils.select_proxy(base, env["proxies"])
+            if proxy:
+                auth = urllib3.util.parse_url(proxy).auth
+                pool = urllib3.ProxyManager(proxy, proxy_headers=urllib3.make_headers(proxy_basic_auth=auth)
+                                            if auth else None, **options)
+            else:
+                pool = urllib3.PoolManager(**options)
+            http = self._http_pools[pid] = AuthorizedHttp(self.client._credentials, http=pool)
+        return http
 
     def open_read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         check_range(start, end)
