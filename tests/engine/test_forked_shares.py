@@ -271,21 +271,37 @@ def gcs_volume(workspace, cast, request, tmp_path):
     return volume_create(workspace, "on-gcs", owner=cast["owner"])
 
 
-def _downloads_by_process(monkeypatch, tmp_path):
-    """A file that every GCS download (a blob's, a manifest part's) appends its process id to."""
+def _transfers_by_process(monkeypatch, tmp_path):
+    """A file of the GCS store's requests in every process: "get:PID" a download (a blob's, a manifest
+    part's), "put:PID" a blob's upload, "pool:PID" a connection pool made for them."""
     from volumes.storage.gcs import GCSStore
 
-    log = tmp_path / "downloads-by-pid"
-    real = GCSStore._download
+    log = tmp_path / "transfers-by-pid"
 
-    def logged(self, key, consume):
+    def logged(line):
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        os.write(fd, f"{line}:{os.getpid()}\n".encode())
         os.close(fd)
-        return real(self, key, consume)
 
-    monkeypatch.setattr(GCSStore, "_download", logged)
-    return log
+    download, upload, pool = GCSStore._download, GCSStore._upload, GCSStore._http
+
+    def logged_download(self, key, consume):
+        logged("get")
+        return download(self, key, consume)
+
+    def logged_upload(self, key, data, create_only):
+        logged("put" if "/blobs/" in key else "put-other")  # a manifest part, the store's probe of its server
+        return upload(self, key, data, create_only)
+
+    def logged_pool(self):
+        if self._pool is None:
+            logged("pool")
+        return pool(self)
+
+    monkeypatch.setattr(GCSStore, "_download", logged_download)
+    monkeypatch.setattr(GCSStore, "_upload", logged_upload)
+    monkeypatch.setattr(GCSStore, "_http", logged_pool)
+    return lambda: log.read_text().split() if log.exists() else []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -296,22 +312,41 @@ def test_a_big_pull_from_gcs_shares_its_downloads_with_a_second_process_over_its
     one it shared with its parent would carry both processes' requests and answers mixed."""
     commit(gcs_volume, tmp_path / "writer", _write)
     writer = WorkerCache(tmp_path / "writer", 10**12).volume(gcs_volume.workspace_id, gcs_volume.name).tree
-    log = _downloads_by_process(monkeypatch, tmp_path)
+    transfers = _transfers_by_process(monkeypatch, tmp_path)
     forks.clear()
     remote, lease, cached, base, stats = checkout(gcs_volume, tmp_path / "reader")
-    store, _ = remote._store(lease)
     remote.release(lease)
     assert len(forks) == 1, "the pull was not shared"
-    by_pid = log.read_text().split()
-    assert by_pid.count(str(forks[0])) == 21 and by_pid.count(str(os.getpid())) >= 21  # and the manifest's parts
+    made = transfers()
+    assert made.count(f"get:{forks[0]}") == 21 and made.count(f"get:{os.getpid()}") >= 21, (forks, made)  # + parts
+    assert made.count(f"pool:{forks[0]}") == 1  # the child made its own (the parent's is from the commit)
     assert stats.files_pulled == 42 and tree_listing(cached.tree) == tree_listing(writer)
     _, _, hashed = sync.scan(cached.tree, cached.load_hashes(), base=base)
     assert hashed == 0 and not os.listdir(cached.staging)
-    assert list(store.inner._http_pools) == [os.getpid()]  # the child's pool was its own, made in the child
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_gcs_pull_whose_childs_downloads_fail_is_finished_by_the_parent(gcs_volume, tmp_path, monkeypatch, forks):
+def test_a_big_push_to_gcs_shares_its_uploads_with_a_second_process_and_stores_every_blob_exactly(
+        gcs_volume, tmp_path, monkeypatch, forks):
+    from volumes.storage.factory import store_for_volume
+
+    transfers = _transfers_by_process(monkeypatch, tmp_path)
+    stats = commit(gcs_volume, tmp_path / "writer", _write)
+    assert stats.files_pushed == 42 and len(forks) == 2, "the scan and the uploads were not both shared"
+    made = transfers()
+    assert made.count(f"put:{forks[1]}") == 21 and made.count(f"pool:{forks[1]}") == 1, (forks, made)
+    writer = WorkerCache(tmp_path / "writer", 10**12).volume(gcs_volume.workspace_id, gcs_volume.name).tree
+    store, prefix = store_for_volume(Volume.objects.get(pk=gcs_volume.pk))
+    blobs = {key.rpartition("/")[2]: key for key in store.list(f"{prefix}blobs/")}
+    assert set(blobs) == {hashlib.sha256(p.read_bytes()).hexdigest() for p in writer.rglob("f*.txt")}
+    assert all(hashlib.sha256(store.get_bytes(key)).hexdigest() == name for name, key in blobs.items())
+    remote, lease, cached, _, _ = checkout(gcs_volume, tmp_path / "reader")
+    remote.release(lease)
+    assert tree_listing(cached.tree) == tree_listing(writer)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_gcs_pull_or_push_whose_childs_transfers_fail_is_finished_by_the_parent(gcs_volume, tmp_path, monkeypatch, forks):
     from google.api_core.exceptions import Forbidden
 
     from volumes.storage.gcs import GCSStore
@@ -331,6 +366,19 @@ def test_a_gcs_pull_whose_childs_downloads_fail_is_finished_by_the_parent(gcs_vo
     remote.release(lease)
     assert forks and stats.files_pulled == 42
     assert tree_listing(cached.tree) == tree_listing(writer) and not os.listdir(cached.staging)
+
+    # A push whose child is refused too: the parent uploads the child's share, and a reader gets every file.
+    remote, lease, cached, base, _ = checkout(gcs_volume, tmp_path / "reader")
+    (cached.tree / "more").mkdir()
+    for i in range(30):
+        (cached.tree / "more" / f"{i}.txt").write_text(f"more {i}")
+    forks.clear()
+    pushed = sync.push(remote, lease, cached, base)
+    remote.release(lease)
+    assert len(forks) == 2 and pushed.files_pushed == 30
+    remote, lease, again, _, _ = checkout(gcs_volume, tmp_path / "third")
+    remote.release(lease)
+    assert tree_listing(again.tree) == tree_listing(cached.tree)
 
 
 def _store_files(storage_root):

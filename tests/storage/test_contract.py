@@ -620,3 +620,51 @@ def test_a_gcs_server_that_ignores_ifgenerationmatch_is_asked_first(tmp_path, se
         assert requests.made == ["GET", "POST"]  # does it exist? then the upload
     finally:
         storage.close()
+
+
+def test_gcs_downloads_go_through_the_proxy_the_environment_names_as_requests_would(request, tmp_path, monkeypatch):
+    """The store's downloads use their own HTTP pool (storage/gcs.py `_http`): a worker behind a proxy
+    (HTTP_PROXY, NO_PROXY) must reach the storage through it exactly as the client's other requests do."""
+    import http.client
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    seen: list[str] = []
+
+    class Forwarding(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # a proxy gets the absolute URL: forward it to the server it names
+            seen.append(self.path)
+            target = urlsplit(self.path)
+            upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+            upstream.request("GET", self.path[len(f"{target.scheme}://{target.netloc}"):],
+                             headers={k: v for k, v in self.headers.items() if k.lower() != "proxy-authorization"})
+            answer = upstream.getresponse()
+            body = answer.read()
+            self.send_response(answer.status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            upstream.close()
+
+        def log_message(self, *args):
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forwarding)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        config = backend_config("gcs", request, tmp_path)
+        make_store("gcs", config).put_bytes("k", BINARY)
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        proxied = make_store("gcs", config)
+        assert proxied.get_bytes("k") == BINARY
+        assert proxied.get_file_sha256("k", tmp_path / "k") == hashlib.sha256(BINARY).hexdigest()
+        assert len(seen) == 2 and all(url.startswith(config["endpoint"]) and "alt=media" in url for url in seen)
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert make_store("gcs", config).get_bytes("k") == BINARY and len(seen) == 2
+    finally:
+        proxy.shutdown()
+        proxy.server_close()

@@ -51,8 +51,8 @@ class Remote(ABC):
     def push_threads(self, lease: Lease) -> int:
         return conf.get("TRANSFER_THREADS")
 
-    def downloads_in_fork(self, lease: Lease) -> bool:
-        """Whether a forked process may download blobs of this volume, over connections of its own."""
+    def transfers_in_fork(self, lease: Lease) -> bool:
+        """Whether a forked process may download and upload blobs of this volume, over connections of its own."""
         return False
 
     def upload_batch(self, lease: Lease) -> ContextManager[Any]:
@@ -157,8 +157,8 @@ class DirectRemote(Remote):
         store, _ = self._store(lease)
         return 1 if store.kind == "filesystem" else conf.get("TRANSFER_THREADS")
 
-    def downloads_in_fork(self, lease: Lease) -> bool:
-        return self._store(lease)[0].fork_safe_downloads
+    def transfers_in_fork(self, lease: Lease) -> bool:
+        return self._store(lease)[0].fork_safe_transfers
 
     def push_threads(self, lease: Lease) -> int:
         # Batched local writes are small syscalls and Python per file, like pulls (see above).

@@ -91,7 +91,7 @@ class RetryingStore(ObjectStore):
         self.inner = inner
         self.kind = inner.kind
         self.label = inner.label
-        self.fork_safe_downloads = inner.fork_safe_downloads  # each process retries its own
+        self.fork_safe_transfers = inner.fork_safe_transfers  # each process retries its own
         self.budget = budget
         self.notify = notify
         self._notified = threading.Event()  # one line in the job log per outage, not one per thread

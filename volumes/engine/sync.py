@@ -557,7 +557,7 @@ def pull(
     theirs: list[Entry] = []
     child = None
     shareable = not copies and len(wanted) >= SHARE_AFTER and (
-        (threads == 1 and blobs is not None) or remote.downloads_in_fork(lease))
+        (threads == 1 and blobs is not None) or remote.transfers_in_fork(lease))
     if shareable and forked.can_share():
         # A file is Python and small syscalls (a local copy; a request and its answer, 1 ms of CPU on GCS), which
         # threads only queue for under the GIL: a forked process takes every other file, on threads of its own.
@@ -776,19 +776,23 @@ def push_prepare(
     uploads, theirs, child = sorted(missing), [], None
     threads = remote.push_threads(lease)
     with remote.upload_batch(lease) as batch:  # every blob is stored when it exits
-        if batch is not None and threads == 1 and len(uploads) >= SHARE_AFTER and forked.can_share():
-            # Copies into a local store are Python and small syscalls a file: a forked process takes every other.
+        shareable = len(uploads) >= SHARE_AFTER and (
+            (batch is not None and threads == 1) or (batch is None and remote.transfers_in_fork(lease)))
+        if shareable and forked.can_share():
+            # A file is Python and small syscalls (a copy into a local store; a request and its answer), which
+            # threads only queue for under the GIL: a forked process takes every other, on threads of its own.
             theirs, uploads = uploads[1::2], uploads[::2]
 
             def upload_theirs() -> bytes:
                 remote.notify = None  # a retry notice would go to the job's log from this process
                 try:
-                    for digest in theirs:
-                        send(digest)
+                    for _ in _transfer(send, theirs, threads):
+                        pass
                 except BaseException:
-                    batch.discard()  # its own temp files only: the parent has written none yet
+                    if batch is not None:
+                        batch.discard()  # its own temp files only: the parent has written none yet
                     raise
-                return marshal.dumps(batch.written())
+                return marshal.dumps(batch.written() if batch is not None else [])
 
             child = forked.run_in_child(upload_theirs)
         try:
@@ -797,10 +801,11 @@ def push_prepare(
             if child is not None:
                 written, child = forked.result_of(child), None
                 if written is None:  # it failed: upload its share here (the same error, if there is one, is raised here)
-                    for entry in map(send, theirs):
+                    for entry in _transfer(send, theirs, threads):
                         sent(entry)
                 else:
-                    batch.adopt(marshal.loads(written))
+                    if batch is not None:
+                        batch.adopt(marshal.loads(written))
                     for digest in theirs:
                         sent(by_hash[digest])
         finally:

@@ -167,9 +167,9 @@ class ObjectStore(ABC):
 
     kind: str = ""
     label: str = ""
-    # Whether a forked process may download from this store over connections of its own (the store opens them
-    # per process): a big pull then shares its downloads with a fork (engine/sync.py). Not for a wrapper.
-    fork_safe_downloads: bool = False
+    # Whether a forked process may move blobs to and from this store over connections of its own (the store opens
+    # them per process): a big pull or push then shares its transfers with a fork (engine/sync.py). Not a wrapper.
+    fork_safe_transfers: bool = False
 
     def missing(self, key: str) -> BlobMissing:
         return BlobMissing(f"object {key!r} does not exist in storage {self.label!r}", key=key, storage=self.label)

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import threading
+import weakref
 from datetime import timedelta
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +39,7 @@ class GCSStore(BackendStore):
     """Google Cloud Storage (or an emulator) through storages.backends.gcloud.GoogleCloudStorage."""
 
     kind = "gcs"
-    fork_safe_downloads = True  # see _http
+    fork_safe_transfers = True  # see _own_connections
 
     def __init__(
         self,
@@ -88,9 +89,6 @@ class GCSStore(BackendStore):
                 credentials=credentials,
                 client_options={"api_endpoint": endpoint} if endpoint else None,
             )
-            adapter = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE)
-            client._http.mount("http://", adapter)
-            client._http.mount("https://", adapter)
         self.storage._client = client
         self.client = client
         self.bucket = self.storage.bucket
@@ -98,8 +96,21 @@ class GCSStore(BackendStore):
         # Google's default retries for 120 s; give up after a few seconds instead.
         self.retry: Retry = DEFAULT_RETRY.with_timeout(GIVE_UP_AFTER).with_delay(initial=0.25, maximum=2.0)
         self._keeps_condition: bool | None = None  # see _asks_first
-        self._http_pools: dict[int, object] = {}  # see _http
+        self._pool = None  # see _http
+        self._own_connections()
+        store = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (mine := store()) is not None and mine._own_connections())
         self._probe_lock = threading.Lock()
+
+    def _own_connections(self) -> None:
+        """Connection pools of this process's own: a forked process (engine/sync.py shares a big pull or push
+        with one) must never send on its parent's sockets, where both processes' requests and answers would mix."""
+        import requests
+
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=POOL_SIZE)
+        self.client._http.mount("http://", adapter)
+        self.client._http.mount("https://", adapter)
+        self._pool = None
 
     def _translate(self, exc: Exception, key: str | None) -> VolumesError:
         import google.auth.exceptions
@@ -187,20 +198,12 @@ class GCSStore(BackendStore):
         return not self._keeps_condition
 
     def _probe_condition(self) -> bool:
-        from google.api_core.exceptions import PreconditionFailed
-
-        probe = self._blob(f".volumes-check/{secrets.token_hex(8)}")
+        probe = f".volumes-check/{secrets.token_hex(8)}"
         try:
-            with self._errors():
-                try:
-                    for _ in range(2):
-                        probe.upload_from_string(b"", if_generation_match=0, **self._kw())
-                    return False
-                except PreconditionFailed:
-                    return True
+            return not all(self._upload(probe, b"probe", create_only=True) for _ in range(2))
         finally:
             try:
-                probe.delete(**self._kw())
+                self._blob(probe).delete(**self._kw())
             except Exception:
                 pass  # a probe left under .volumes-check/ harms nothing
 
@@ -215,37 +218,47 @@ class GCSStore(BackendStore):
             return True
         if self._asks_first(create_only) and self.exists(key):
             return False
-        with open(source, "rb") as f, self._errors():
+        with open(source, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             reader = VerifyingReader(f, size, sha256, key, source)
-            try:
-                if size <= MULTIPART_THRESHOLD:
-                    blob.upload_from_string(reader.read(), content_type="application/octet-stream",
-                                            if_generation_match=0 if create_only else None, **self._kw())
-                else:  # resumable: the session is finalised by the last chunk, which only a match hands out
+            if size <= MULTIPART_THRESHOLD:
+                return self._upload(key, reader.read(), create_only)
+            with self._errors():
+                try:  # resumable: the session is finalised by the last chunk, which only a match hands out
                     blob.upload_from_file(reader, size=size, content_type="application/octet-stream",
                                           if_generation_match=0 if create_only else None, **self._kw())
-            except PreconditionFailed:
-                if create_only:
-                    return False
-                raise
+                except PreconditionFailed:
+                    if create_only:
+                        return False
+                    raise
         return True
 
     def put_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> bool:
-        from google.api_core.exceptions import PreconditionFailed
-
-        blob = self._blob(key)
         if self._asks_first(create_only) and self.exists(key):
             return False
+        return self._upload(key, data, create_only)
+
+    def _upload(self, key: str, data: bytes, create_only: bool) -> bool:
+        """One POST of the bytes (a media upload) through `_http`, as downloads go; create_only: with
+        ifGenerationMatch=0, False when the object exists. Retried whole, as Google's client retries a
+        conditional upload (an upload without the condition writes the same bytes again)."""
+        from google.api_core.exceptions import from_http_status
+
+        url = (f"{self.client._connection.API_BASE_URL}/upload/storage/v1/b/{quote(self.bucket_name, safe='')}/o"
+               f"?uploadType=media&name={quote(self._name(key), safe='')}" + ("&ifGenerationMatch=0" * create_only))
+
+        def attempt() -> bool:
+            answer = self._http().urlopen("POST", url, body=data,
+                                          headers={"Content-Type": "application/octet-stream"})
+            if answer.status == 412 and create_only:
+                return False
+            if answer.status != 200:
+                raise from_http_status(answer.status, f"POST {self._name(key)}: "
+                                                      f"{answer.data[:500].decode(errors='replace')}")
+            return True
+
         with self._errors():
-            try:
-                blob.upload_from_string(data, content_type="application/octet-stream",
-                                        if_generation_match=0 if create_only else None, **self._kw())
-            except PreconditionFailed:
-                if create_only:
-                    return False
-                raise
-        return True
+            return self.retry(attempt)()
 
     def copy(self, src_key: str, dst_key: str) -> bool:
         """A rewrite inside the bucket, resumed until done, with ifGenerationMatch=0, asked first too whatever
@@ -308,13 +321,12 @@ class GCSStore(BackendStore):
             return self.retry(attempt)()
 
     def _http(self):
-        """The connections downloads go through: urllib3 under google-auth's own transport (which adds the token
-        and refreshes it on a 401), one pool a process, as a forked process must not use its parent's sockets.
-        A GET through requests and the client's session cost about twice the Python (requests reads the proxy
-        variables of the environment again for each request): with 10,000 small blobs that Python is the pull.
-        The proxy and the CA bundle are those requests would use for the endpoint, found once."""
-        pid = os.getpid()
-        http = self._http_pools.get(pid)
+        """The connections blob transfers go through: urllib3 under google-auth's own transport (which adds the
+        token and refreshes it on a 401). A request through requests and the client's session cost about twice
+        the Python (requests reads the proxy variables of the environment again for each request): with 10,000
+        small blobs that Python is the pull. The proxy and the CA bundle are those requests would use for the
+        endpoint, found once."""
+        http = self._pool
         if http is None:
             import requests.utils
             import urllib3
@@ -334,7 +346,7 @@ class GCSStore(BackendStore):
                                             if auth else None, **options)
             else:
                 pool = urllib3.PoolManager(**options)
-            http = self._http_pools[pid] = AuthorizedHttp(self.client._credentials, http=pool)
+            http = self._pool = AuthorizedHttp(self.client._credentials, http=pool)
         return http
 
     def open_read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
