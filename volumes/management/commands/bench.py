@@ -5,7 +5,8 @@
 Datasets are generated deterministically under bench-data/ (S: 1,000 files / 100 MB of mixed
 sizes; M: 10,000 small files / 200 MB in nested folders with symlinks; L: 100,000 files of 2 KB,
 for --big). Figures are medians; every reference (`cp -a`, `rsync -a`, `rclone`) is measured in
-the same run on the same data, and the ratio column compares the two. "By another worker" is a pull of a
+the same run on the same data, next to the measure it is compared with, and a ratio is the median of the
+runs' own ratios (so a machine that slows down between runs moves both sides of a pair). "By another worker" is a pull of a
 change a second cache committed, as a worker does after another one used the volume. s3, azure and gcs start moto_server,
 Azurite and gcp-storage-emulator on 127.0.0.1 (scripts/install_tools.sh, requirements-dev.txt); rclone is run
 against the same server.
@@ -105,9 +106,17 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
-def ratio(label: str, reference: float, ours: float) -> str:
-    """'cp -a 0.57s; ours 2.10x' (ours / reference: lower is better)."""
-    return f"{label} {reference:.3f}s; ours {ours / reference:.2f}x" if reference else ""
+def ratio(label: str, reference: list[float], ours: list[float]) -> str:
+    """'cp -a 0.57s; ours 2.10x': the median reference, and the median of ours / reference over the pairs
+    measured in the same run (lower is better)."""
+    pairs = [o / r for r, o in zip(reference, ours) if r]
+    return f"{label} {median(reference):.3f}s; ours {median(pairs):.2f}x" if pairs else ""
+
+
+def faster(label: str, reference: list[float], ours: list[float]) -> str:
+    """ratio(), and how many times faster than the reference ours is (the median over the pairs)."""
+    pairs = [r / o for r, o in zip(reference, ours) if o]
+    return f"{ratio(label, reference, ours)} ({median(pairs):.1f}x faster)" if pairs else ""
 
 
 def free_port() -> int:
@@ -235,7 +244,8 @@ class Command(BaseCommand):
 
     def bench_backend(self, name: str, tree: Path, backend: str) -> None:
         url, rclone_remote = self.storage_url(backend)
-        cold_push, cold_pull, cp = [], [], []
+        rclone = self.rclone_sync(tree, rclone_remote) if self.rclone else None
+        cold_push, cold_pull, cp_push, cp_pull, checks = [], [], [], [], []
         noop, noop_push, change, change_push, add, delete = [], [], [], [], [], []
         rsync_noop, rsync_change, together_push, rsync_together, other_pull = [], [], [], [], []
         with self.settings_override():
@@ -247,7 +257,7 @@ class Command(BaseCommand):
                 cached.tree.rmdir()
                 shutil.copytree(tree, cached.tree, symlinks=True)
                 # cp -a right before the push it is compared with, from the same (warm) source tree.
-                cp.append(self.cp_a(cached.tree))
+                cp_push.append(self.cp_a(cached.tree))
                 cold_push.append(timed(lambda: sync.push(remote, lease, cached, base)))
                 remote.release(lease)
 
@@ -255,7 +265,7 @@ class Command(BaseCommand):
                 remote, lease, cached2 = self.checkout(volume, fresh)
                 cold_pull.append(timed(lambda: sync.pull(remote, lease, cached2)))
                 remote.release(lease)
-                cp.append(self.cp_a(tree))
+                cp_pull.append(self.cp_a(tree))
 
                 def cycle(mutate=None, push_times=None):
                     remote, lease, c = self.checkout(volume, fresh)
@@ -279,6 +289,8 @@ class Command(BaseCommand):
                         (t / q).write_bytes(os.urandom((t / q).stat().st_size))
 
                 noop.append(timed(lambda: cycle(push_times=noop_push)))
+                if rclone:  # rclone deciding that nothing changed, right after we did
+                    checks.append(timed(lambda: rclone(["--checksum"])))
                 change.append(timed(lambda: cycle(rewrite, change_push)))
                 cycle(lambda t: rewrite(t, together), together_push)
                 # Another worker (the first cache, generations behind) changes 1% side by side and commits; this
@@ -313,25 +325,30 @@ class Command(BaseCommand):
                 shutil.rmtree(cache, ignore_errors=True)
                 shutil.rmtree(fresh, ignore_errors=True)
         ref = f"{name}/{backend}"
-        cp_a = median(cp)
-        self.rows.append((ref, "cold push", f"{median(cold_push):.2f}s", ratio("cp -a", cp_a, median(cold_push))))
-        self.rows.append((ref, "cold pull", f"{median(cold_pull):.2f}s", ratio("cp -a", cp_a, median(cold_pull))))
-        noop_ref = ratio("rsync -a", median(rsync_noop), median(noop)) if rsync_noop else ""
-        self.rows.append((ref, "no change: pull + push", f"{median(noop):.3f}s", noop_ref))
+        self.rows.append((ref, "cold push", f"{median(cold_push):.2f}s", ratio("cp -a", cp_push, cold_push)))
+        self.rows.append((ref, "cold pull", f"{median(cold_pull):.2f}s", ratio("cp -a", cp_pull, cold_pull)))
+        self.rows.append((ref, "no change: pull + push", f"{median(noop):.3f}s", ratio("rsync -a", rsync_noop, noop)))
         self.rows.append((ref, "no change: push (decide + commit)", f"{median(noop_push):.3f}s",
-                          ratio("rsync -a", median(rsync_noop), median(noop_push)) if rsync_noop else ""))
+                          ratio("rsync -a", rsync_noop, noop_push)))
         self.rows.append((ref, "1% changed: pull + push", f"{median(change):.3f}s", ""))
         self.rows.append((ref, "1% changed, spread out: push", f"{median(change_push):.3f}s",
-                          ratio("rsync -a", median(rsync_change), median(change_push)) if rsync_change else ""))
+                          ratio("rsync -a", rsync_change, change_push)))
         self.rows.append((ref, "1% changed, side by side: push", f"{median(together_push):.3f}s",
-                          ratio("rsync -a", median(rsync_together), median(together_push)) if rsync_together else ""))
+                          ratio("rsync -a", rsync_together, together_push)))
         self.rows.append((ref, "1% changed side by side by another worker: pull", f"{median(other_pull):.3f}s",
-                          ratio("rsync -a", median(rsync_together), median(other_pull)) if rsync_together else ""))
+                          ratio("rsync -a", rsync_together, other_pull)))
         self.rows.append((ref, "1% added: pull + push", f"{median(add):.3f}s", ""))
         self.rows.append((ref, "1% deleted: pull + push", f"{median(delete):.3f}s", ""))
-        if self.rclone:
-            self.bench_rclone(name, tree, backend, rclone_remote, median(noop), median(noop_push), median(cold_push),
-                              median(cold_pull))
+        if rclone:
+            first, pulled = rclone.cold_sync, self.rclone_copy_back(rclone)
+            self.rows.append((ref, "cold push vs rclone sync (cold)", f"{median(cold_push):.2f}s",
+                              ratio("rclone", [first], [median(cold_push)])))
+            self.rows.append((ref, "cold pull vs rclone copy (cold)", f"{median(cold_pull):.2f}s",
+                              ratio("rclone", [pulled], [median(cold_pull)])))
+            self.rows.append((ref, "no change vs rclone sync --checksum", f"{median(noop):.3f}s",
+                              faster("rclone", checks, noop)))
+            self.rows.append((ref, "no change, decide + commit vs rclone --checksum", f"{median(noop_push):.3f}s",
+                              faster("rclone", checks, noop_push)))
 
     def cp_a(self, source: Path) -> float:
         dest = self.scratch / f"cp-{uuid.uuid4().hex[:6]}"
@@ -339,7 +356,9 @@ class Command(BaseCommand):
         shutil.rmtree(dest)
         return seconds
 
-    def bench_rclone(self, name, tree, backend, remote_cfg, noop, noop_push, cold_push, cold_pull) -> None:
+    def rclone_sync(self, tree: Path, remote_cfg: dict):
+        """`rclone sync` of the tree to a fresh target on the same storage, timed (its cold_sync); returns a
+        function that runs the same sync again with extra arguments."""
         env = dict(os.environ)
         if "env" not in remote_cfg:
             target = str(self.scratch / f"rclone-{uuid.uuid4().hex[:6]}")
@@ -348,21 +367,22 @@ class Command(BaseCommand):
             target = f"bench:bench/rclone-{uuid.uuid4().hex[:6]}"
             env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 refuses a CA bundle with its own HTTP transport
         threads = str(settings.VOLUMES["TRANSFER_THREADS"])
-        base = ["rclone", "sync", "--links", "--transfers", threads, "--checkers", threads, str(tree), target]
-        first = [timed(lambda: subprocess.run(base, env=env, check=True, capture_output=True))]
-        checks = [timed(lambda: subprocess.run(base + ["--checksum"], env=env, check=True, capture_output=True))
-                  for _ in range(self.runs)]
-        back = self.scratch / f"rclone-back-{uuid.uuid4().hex[:6]}"  # into an empty folder, like a cold pull
-        pulled = timed(lambda: subprocess.run(["rclone", "copy", "--links", "--transfers", threads, "--checkers",
-                                               threads, target, str(back)], env=env, check=True, capture_output=True))
-        shutil.rmtree(back, ignore_errors=True)
-        ref = f"{name}/{backend}"
-        self.rows.append((ref, "cold push vs rclone sync (cold)", f"{cold_push:.2f}s", ratio("rclone", first[0], cold_push)))
-        self.rows.append((ref, "cold pull vs rclone copy (cold)", f"{cold_pull:.2f}s", ratio("rclone", pulled, cold_pull)))
-        self.rows.append((ref, "no change vs rclone sync --checksum", f"{noop:.3f}s",
-                          f"{ratio('rclone', median(checks), noop)} ({median(checks) / noop:.1f}x faster)"))
-        self.rows.append((ref, "no change, decide + commit vs rclone --checksum", f"{noop_push:.3f}s",
-                          f"{ratio('rclone', median(checks), noop_push)} ({median(checks) / noop_push:.1f}x faster)"))
+
+        def rclone(extra: list[str], command: str = "sync", source: str = str(tree), dest: str = target) -> None:
+            subprocess.run(["rclone", command, "--links", "--transfers", threads, "--checkers", threads, *extra,
+                            source, dest], env=env, check=True, capture_output=True)
+
+        rclone.target = target
+        rclone.cold_sync = timed(lambda: rclone([]))
+        return rclone
+
+    def rclone_copy_back(self, rclone) -> float:
+        """`rclone copy` of the synced target into an empty folder, like a cold pull: its time."""
+        back = self.scratch / f"rclone-back-{uuid.uuid4().hex[:6]}"
+        try:
+            return timed(lambda: rclone([], command="copy", source=rclone.target, dest=str(back)))
+        finally:
+            shutil.rmtree(back, ignore_errors=True)
 
     # --- job overhead -------------------------------------------------------------------------
     def job_setup(self, tree: Path, cache: Path):
