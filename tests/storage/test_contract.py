@@ -668,3 +668,87 @@ def test_gcs_downloads_go_through_the_proxy_the_environment_names_as_requests_wo
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_gcs_transfers_carry_the_service_accounts_token_and_refresh_it_when_the_storage_refuses_it(
+        request, tmp_path):
+    """Blob transfers go through the store's own HTTP pool (storage/gcs.py `_http`), not the client's session:
+    they must still carry the service account's token, fetched from its token_uri, and fetch a new one when the
+    storage answers 401 (a token revoked or expired early), then succeed. A front server records the tokens
+    and refuses the first one; behind it, the emulator."""
+    import http.client
+    import http.server
+    import json
+    import threading
+    from urllib.parse import urlsplit
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    issued: list[str] = []
+    bearers: list[str] = []
+    emulator = urlsplit(request.getfixturevalue("gcs_emulator"))
+
+    class Tokens(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            issued.append(f"token-{len(issued) + 1}")
+            body = json.dumps({"access_token": issued[-1], "expires_in": 3600, "token_type": "Bearer"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class Front(http.server.BaseHTTPRequestHandler):
+        def relay(self):
+            bearer = self.headers.get("Authorization", "")
+            bearers.append(bearer)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if bearer == "Bearer token-1" and "blobs%2F" in self.path:  # the blob's name, in the path or query
+                answer_status, answer_body = 401, b'{"error": {"code": 401, "message": "token revoked"}}'
+            else:
+                upstream = http.client.HTTPConnection(emulator.hostname, emulator.port, timeout=10)
+                upstream.request(self.command, self.path, body=body or None,
+                                 headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                answer = upstream.getresponse()
+                answer_status, answer_body = answer.status, answer.read()
+                upstream.close()
+            self.send_response(answer_status)
+            self.send_header("Content-Length", str(len(answer_body)))
+            self.end_headers()
+            self.wfile.write(answer_body)
+
+        do_GET = do_POST = do_DELETE = relay
+
+        def log_message(self, *args):
+            pass
+
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) for handler in (Tokens, Front)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+        key = {"type": "service_account", "project_id": "test", "private_key_id": "k1", "private_key": pem,
+               "client_email": "worker@test.iam.gserviceaccount.com", "client_id": "1",
+               "token_uri": f"http://127.0.0.1:{servers[0].server_address[1]}/token"}
+        config = backend_config("gcs", request, tmp_path)
+        store = make_store("gcs", {**config, "endpoint": f"http://127.0.0.1:{servers[1].server_address[1]}",
+                                   "credentials_json": json.dumps(key)})
+        store.retry = store.retry.with_timeout(1)
+        (tmp_path / "blob").write_bytes(BINARY)
+        digest = hashlib.sha256(BINARY).hexdigest()
+        assert store.put_file(f"blobs/{digest}", tmp_path / "blob", sha256=digest, create_only=True)
+        assert store.get_file_sha256(f"blobs/{digest}", tmp_path / "back") == digest
+        assert (tmp_path / "back").read_bytes() == BINARY
+        assert issued == ["token-1", "token-2"], issued  # refused once, fetched again once
+        assert "Bearer token-1" in bearers and bearers[-1] == "Bearer token-2"
+        assert all(bearer.startswith("Bearer token-") for bearer in bearers)  # every request, the client's too
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
