@@ -283,7 +283,7 @@ def _transfers_by_process(monkeypatch, tmp_path):
         os.write(fd, f"{line}:{os.getpid()}\n".encode())
         os.close(fd)
 
-    download, upload, pool = GCSStore._download, GCSStore._upload, GCSStore._http
+    download, upload, new_pool = GCSStore._download, GCSStore._upload, GCSStore._new_pool
 
     def logged_download(self, key, consume):
         logged("get")
@@ -294,13 +294,12 @@ def _transfers_by_process(monkeypatch, tmp_path):
         return upload(self, key, data, create_only)
 
     def logged_pool(self):
-        if self._pool is None:
-            logged("pool")
-        return pool(self)
+        logged("pool")
+        return new_pool(self)
 
     monkeypatch.setattr(GCSStore, "_download", logged_download)
     monkeypatch.setattr(GCSStore, "_upload", logged_upload)
-    monkeypatch.setattr(GCSStore, "_http", logged_pool)
+    monkeypatch.setattr(GCSStore, "_new_pool", logged_pool)
     return lambda: log.read_text().split() if log.exists() else []
 
 

@@ -111,6 +111,7 @@ class GCSStore(BackendStore):
         self.client._http.mount("http://", adapter)
         self.client._http.mount("https://", adapter)
         self._pool = None
+        self._pool_lock = threading.Lock()  # a new one: another thread may have held the parent's at the fork
 
     def _translate(self, exc: Exception, key: str | None) -> VolumesError:
         import google.auth.exceptions
@@ -326,28 +327,30 @@ class GCSStore(BackendStore):
         the Python (requests reads the proxy variables of the environment again for each request): with 10,000
         small blobs that Python is the pull. The proxy and the CA bundle are those requests would use for the
         endpoint, found once."""
-        http = self._pool
-        if http is None:
-            import requests.utils
-            import urllib3
-            from google.auth.transport.urllib3 import AuthorizedHttp
+        with self._pool_lock:  # the transfer threads all start at once
+            return self._pool or self._new_pool()
 
-            base = self.client._connection.API_BASE_URL
-            env = self.client._http.merge_environment_settings(base, {}, None, None, None)
-            verify = env["verify"]
-            options = {"maxsize": POOL_SIZE, "retries": False,
-                       "timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
-                       **({"cert_reqs": "CERT_NONE"} if verify is False else
-                          {"ca_certs": requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else verify})}
-            proxy = requests.utils.select_proxy(base, env["proxies"])
-            if proxy:
-                auth = urllib3.util.parse_url(proxy).auth
-                pool = urllib3.ProxyManager(proxy, proxy_headers=urllib3.make_headers(proxy_basic_auth=auth)
-                                            if auth else None, **options)
-            else:
-                pool = urllib3.PoolManager(**options)
-            http = self._pool = AuthorizedHttp(self.client._credentials, http=pool)
-        return http
+    def _new_pool(self):
+        import requests.utils
+        import urllib3
+        from google.auth.transport.urllib3 import AuthorizedHttp
+
+        base = self.client._connection.API_BASE_URL
+        env = self.client._http.merge_environment_settings(base, {}, None, None, None)
+        verify = env["verify"]
+        options = {"maxsize": POOL_SIZE, "retries": False,
+                   "timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT),
+                   **({"cert_reqs": "CERT_NONE"} if verify is False else
+                      {"ca_certs": requests.utils.DEFAULT_CA_BUNDLE_PATH if verify is True else verify})}
+        proxy = requests.utils.select_proxy(base, env["proxies"])
+        if proxy:
+            auth = urllib3.util.parse_url(proxy).auth
+            pool = urllib3.ProxyManager(proxy, proxy_headers=urllib3.make_headers(proxy_basic_auth=auth)
+                                        if auth else None, **options)
+        else:
+            pool = urllib3.PoolManager(**options)
+        self._pool = AuthorizedHttp(self.client._credentials, http=pool)
+        return self._pool
 
     def open_read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         check_range(start, end)
