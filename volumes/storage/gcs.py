@@ -350,6 +350,9 @@ class GCSStore(BackendStore):
         else:
             pool = urllib3.PoolManager(**options)
         self._pool = AuthorizedHttp(self.client._credentials, http=pool)
+        # As the client does for its session: a client certificate where GOOGLE_API_USE_CLIENT_CERTIFICATE asks for
+        # mutual TLS (google-auth makes its own pool then: without the proxy and timeouts above), nothing otherwise.
+        self._pool.configure_mtls_channel(self.client._client_cert_source)
         return self._pool
 
     def open_read(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
