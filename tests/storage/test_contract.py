@@ -5,9 +5,15 @@ filesystem: a temp folder; s3: moto_server; azure: azurite; gcs: gcp-storage-emu
 from __future__ import annotations
 
 import hashlib
+import http.client
+import http.server
 import os
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -622,42 +628,63 @@ def test_a_gcs_server_that_ignores_ifgenerationmatch_is_asked_first(tmp_path, se
         storage.close()
 
 
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    """A test server's handler that logs nothing and answers with `answer`."""
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def relay(self, host: str, port: int, path: str) -> tuple[int, bytes]:
+        """This request, sent on to host:port as `path`: (status, body) of the answer."""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        upstream = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            upstream.request(self.command, path, body=body or None, headers={
+                k: v for k, v in self.headers.items() if k.lower() not in ("host", "proxy-authorization")})
+            answer = upstream.getresponse()
+            return answer.status, answer.read()
+        finally:
+            upstream.close()
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def _serving(*handlers: type) -> Iterator[list[str]]:
+    """A server on 127.0.0.1 for each handler class; yields their base URLs."""
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) for handler in handlers]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield [f"http://127.0.0.1:{server.server_address[1]}" for server in servers]
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
 def test_gcs_downloads_go_through_the_proxy_the_environment_names_as_requests_would(request, tmp_path, monkeypatch):
     """The store's downloads use their own HTTP pool (storage/gcs.py `_http`): a worker behind a proxy
     (HTTP_PROXY, NO_PROXY) must reach the storage through it exactly as the client's other requests do."""
-    import http.client
-    import http.server
-    import threading
-    from urllib.parse import urlsplit
-
     seen: list[str] = []
 
-    class Forwarding(http.server.BaseHTTPRequestHandler):
+    class Forwarding(_Quiet):
         def do_GET(self):  # a proxy gets the absolute URL: forward it to the server it names
             seen.append(self.path)
             target = urlsplit(self.path)
-            upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
-            upstream.request("GET", self.path[len(f"{target.scheme}://{target.netloc}"):],
-                             headers={k: v for k, v in self.headers.items() if k.lower() != "proxy-authorization"})
-            answer = upstream.getresponse()
-            body = answer.read()
-            self.send_response(answer.status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            upstream.close()
+            origin = f"{target.scheme}://{target.netloc}"
+            self.answer(*self.relay(target.hostname, target.port, self.path[len(origin):]))
 
-        def log_message(self, *args):
-            pass
-
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forwarding)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    try:
+    with _serving(Forwarding) as (proxy,):
         config = backend_config("gcs", request, tmp_path)
         make_store("gcs", config).put_bytes("k", BINARY)
         for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
             monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.setenv("HTTP_PROXY", proxy)
         proxied = make_store("gcs", config)
         assert proxied.get_bytes("k") == BINARY
         assert proxied.get_file_sha256("k", tmp_path / "k") == hashlib.sha256(BINARY).hexdigest()
@@ -665,9 +692,6 @@ def test_gcs_downloads_go_through_the_proxy_the_environment_names_as_requests_wo
 
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
         assert make_store("gcs", config).get_bytes("k") == BINARY and len(seen) == 2
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
 
 
 def test_gcs_transfers_carry_the_service_accounts_token_and_refresh_it_when_the_storage_refuses_it(
@@ -676,11 +700,7 @@ def test_gcs_transfers_carry_the_service_accounts_token_and_refresh_it_when_the_
     they must still carry the service account's token, fetched from its token_uri, and fetch a new one when the
     storage answers 401 (a token revoked or expired early), then succeed. A front server records the tokens
     and refuses the first one; behind it, the emulator."""
-    import http.client
-    import http.server
     import json
-    import threading
-    from urllib.parse import urlsplit
 
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -689,56 +709,33 @@ def test_gcs_transfers_carry_the_service_accounts_token_and_refresh_it_when_the_
     bearers: list[str] = []
     emulator = urlsplit(request.getfixturevalue("gcs_emulator"))
 
-    class Tokens(http.server.BaseHTTPRequestHandler):
+    class Tokens(_Quiet):
         def do_POST(self):
             self.rfile.read(int(self.headers["Content-Length"]))
             issued.append(f"token-{len(issued) + 1}")
-            body = json.dumps({"access_token": issued[-1], "expires_in": 3600, "token_type": "Bearer"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, json.dumps({"access_token": issued[-1], "expires_in": 3600,
+                                         "token_type": "Bearer"}).encode())
 
-        def log_message(self, *args):
-            pass
-
-    class Front(http.server.BaseHTTPRequestHandler):
-        def relay(self):
+    class Front(_Quiet):
+        def refuse_the_first_token(self):
             bearer = self.headers.get("Authorization", "")
             bearers.append(bearer)
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if bearer == "Bearer token-1" and "blobs%2F" in self.path:  # the blob's name, in the path or query
-                answer_status, answer_body = 401, b'{"error": {"code": 401, "message": "token revoked"}}'
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.answer(401, b'{"error": {"code": 401, "message": "token revoked"}}')
             else:
-                upstream = http.client.HTTPConnection(emulator.hostname, emulator.port, timeout=10)
-                upstream.request(self.command, self.path, body=body or None,
-                                 headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
-                answer = upstream.getresponse()
-                answer_status, answer_body = answer.status, answer.read()
-                upstream.close()
-            self.send_response(answer_status)
-            self.send_header("Content-Length", str(len(answer_body)))
-            self.end_headers()
-            self.wfile.write(answer_body)
+                self.answer(*self.relay(emulator.hostname, emulator.port, self.path))
 
-        do_GET = do_POST = do_DELETE = relay
+        do_GET = do_POST = do_DELETE = refuse_the_first_token
 
-        def log_message(self, *args):
-            pass
-
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) for handler in (Tokens, Front)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with _serving(Tokens, Front) as (tokens, front):
         pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
         key = {"type": "service_account", "project_id": "test", "private_key_id": "k1", "private_key": pem,
                "client_email": "worker@test.iam.gserviceaccount.com", "client_id": "1",
-               "token_uri": f"http://127.0.0.1:{servers[0].server_address[1]}/token"}
+               "token_uri": f"{tokens}/token"}
         config = backend_config("gcs", request, tmp_path)
-        store = make_store("gcs", {**config, "endpoint": f"http://127.0.0.1:{servers[1].server_address[1]}",
-                                   "credentials_json": json.dumps(key)})
+        store = make_store("gcs", {**config, "endpoint": front, "credentials_json": json.dumps(key)})
         store.retry = store.retry.with_timeout(1)
         (tmp_path / "blob").write_bytes(BINARY)
         digest = hashlib.sha256(BINARY).hexdigest()
@@ -748,7 +745,3 @@ def test_gcs_transfers_carry_the_service_accounts_token_and_refresh_it_when_the_
         assert issued == ["token-1", "token-2"], issued  # refused once, fetched again once
         assert "Bearer token-1" in bearers and bearers[-1] == "Bearer token-2"
         assert all(bearer.startswith("Bearer token-") for bearer in bearers)  # every request, the client's too
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()

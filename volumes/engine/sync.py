@@ -777,7 +777,7 @@ def push_prepare(
     threads = remote.push_threads(lease)
     with remote.upload_batch(lease) as batch:  # every blob is stored when it exits
         shareable = len(uploads) >= SHARE_AFTER and (
-            (batch is not None and threads == 1) or (batch is None and remote.transfers_in_fork(lease)))
+            (batch is not None and threads == 1) or remote.transfers_in_fork(lease))
         if shareable and forked.can_share():
             # A file is Python and small syscalls (a copy into a local store; a request and its answer), which
             # threads only queue for under the GIL: a forked process takes every other, on threads of its own.
@@ -804,7 +804,7 @@ def push_prepare(
                     for entry in _transfer(send, theirs, threads):
                         sent(entry)
                 else:
-                    if batch is not None:
+                    if batch is not None:  # a local store's blob files the child wrote, named when the batch ends
                         batch.adopt(marshal.loads(written))
                     for digest in theirs:
                         sent(by_hash[digest])
