@@ -1,17 +1,23 @@
 """Work shared with a forked process: what a sync does per file is Python under the GIL, which threads cannot
-share and a second process can (engine/sync.py: a big tree's scan, a cold pull from a local store).
+share and a second process can (engine/sync.py: a big scan's hashing, a big pull, a big push's uploads).
 
 The child runs one function that makes file system calls and returns marshalled bytes; it never touches the
 database, logs or the parent's buffers, dies with its parent, and leaves with os._exit. A child that fails costs
 only time: the caller does its share again, and so raises the same error itself.
+
+`share` splits a list between the two by runs taken from one queue, not by halves: a forked process is the
+slower of the two (every page either writes is copied first), and with halves the parent waited for it.
 """
 from __future__ import annotations
 
 import ctypes
 import gc
+import marshal
 import os
 import signal
-from typing import Callable
+import struct
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Sequence
 
 from .faults import injecting
 
@@ -90,3 +96,64 @@ def stop(child: Child) -> None:
     except (ProcessLookupError, ChildProcessError):
         pass
     os.close(read_fd)
+
+
+_RUN = struct.Struct("=I")  # a run's number on the queue
+_MAX_RUNS = 8_192  # 32 KB of numbers: the queue is written whole before the fork, within a pipe's 64 KB
+
+
+def share(items: Sequence, do: Callable[[list], list], landed: Callable[[Any, Any], None], size: int = 64,
+          in_child: Callable[[], ContextManager] = nullcontext) -> None:
+    """`do` over `items` in this process and a forked one. `do` takes a run of items and gives their results in
+    order (marshallable: the child sends them back); `landed(item, result)` is called here for every item, as
+    its result is known here. Both processes take runs of up to `size` items from one queue until it is empty, so the
+    faster one does more and neither waits long for the other. The child runs inside `in_child()`. Where no
+    process can be forked, or the child fails, this process does what the child took (and so raises the same
+    error, if there is one)."""
+    size = max(min(size, -(-len(items) // 16)), -(-len(items) // _MAX_RUNS))  # 16 runs or more to balance
+    runs = [list(items[i:i + size]) for i in range(0, len(items), size)]
+    child = None
+    if len(runs) > 1 and can_share():
+        read_fd, write_fd = os.pipe()
+        try:
+            os.write(write_fd, b"".join(_RUN.pack(i) for i in range(len(runs))))
+        finally:
+            os.close(write_fd)  # an empty queue reads as its end
+
+        def theirs() -> bytes:
+            done = {}
+            with in_child():
+                while taken := os.read(read_fd, _RUN.size):
+                    i = _RUN.unpack(taken)[0]
+                    done[i] = do(runs[i])
+            return marshal.dumps(done)
+
+        child = run_in_child(theirs)
+        if child is None:
+            os.close(read_fd)
+    if child is None:
+        for run in runs:
+            for item, result in zip(run, do(run)):
+                landed(item, result)
+        return
+    ours = set()
+    try:
+        while taken := os.read(read_fd, _RUN.size):
+            i = _RUN.unpack(taken)[0]
+            ours.add(i)
+            for item, result in zip(runs[i], do(runs[i])):
+                landed(item, result)
+        done, child = result_of(child), None
+    finally:
+        os.close(read_fd)
+        if child is not None:
+            stop(child)
+    there = marshal.loads(done) if done is not None else {}
+    for i, run in enumerate(runs):
+        if i in ours:
+            continue
+        results = there.get(i)
+        if results is None:  # the child failed: its runs are done here
+            results = do(run)
+        for item, result in zip(run, results):
+            landed(item, result)

@@ -57,8 +57,8 @@ class Remote(ABC):
 
     def upload_batch(self, lease: Lease) -> ContextManager[Any]:
         """Uploads made inside may be finished (made durable and visible) only when it exits. It gives a local
-        store's batch of blob files (storage/filesystem.py, `written` and `adopt`: a forked process may take a
-        share of the uploads), else None."""
+        store's batch of blob files (storage/filesystem.py: a forked process that takes a share of the uploads
+        finishes its own), else None."""
         return nullcontext()
 
     @abstractmethod

@@ -197,7 +197,7 @@ class _RetryingBatch:
         self.store = store
         self.batch = batch
 
-    def __getattr__(self, name: str):  # written, adopt: the inner batch's own
+    def __getattr__(self, name: str):  # finish, discard: the inner batch's own
         if name == "batch":
             raise AttributeError(name)
         return getattr(self.batch, name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import marshal
 import operator
 import os
 import stat
@@ -143,24 +142,16 @@ def _hash_here(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
 
 
 def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
-    """The files' hashes, in order; SHARE_AFTER files or more are shared with a forked process, which hashes
-    every other one. If that process fails, its share is hashed here (and so raises the same error here)."""
-    child = None
-    if len(to_hash) >= SHARE_AFTER and forked.can_share():
-        theirs = to_hash[1::2]
-        child = forked.run_in_child(lambda: marshal.dumps(_hash_here(tree, theirs, threads)))
-    if child is None:
+    """The files' hashes, in order; SHARE_AFTER files or more are shared with a forked process (forked.share)."""
+    if len(to_hash) < SHARE_AFTER:
         return _hash_here(tree, to_hash, threads)
-    try:
-        ours = _hash_here(tree, to_hash[::2], threads)
-        done, child = forked.result_of(child), None
-    finally:
-        if child is not None:
-            forked.stop(child)
-    digests: list = [None] * len(to_hash)
-    digests[::2] = ours
-    digests[1::2] = marshal.loads(done) if done is not None else _hash_here(tree, to_hash[1::2], threads)
-    return digests
+    digests: dict[str, str] = {}
+
+    def hashed(item: tuple, digest: str) -> None:
+        digests[item[0]] = digest
+
+    forked.share(to_hash, lambda run: _hash_here(tree, run, threads), hashed)
+    return [digests[item[0]] for item in to_hash]
 
 
 OS_PATH_BYTES = 4095  # the longest path the system takes (PATH_MAX less its terminating NUL)
@@ -381,6 +372,22 @@ def _remove(tree: Path, path: str) -> None:
     remove_tree(tree / path)
 
 
+@contextmanager
+def _in_child(remote: Remote, batch=None) -> Iterator[None]:
+    """How the forked process of a shared pull or push runs: it sends no retry notice (it would go to the job's log
+    from there), and it flushes and names the blob files it wrote into a local store's batch itself, while the
+    parent still copies, or removes them if it fails (the parent's are not in its list: it forked before any)."""
+    remote.notify = None
+    try:
+        yield
+        if batch is not None:
+            batch.finish()
+    except BaseException:
+        if batch is not None:
+            batch.discard()
+        raise
+
+
 def _transfer(fn, items, threads: int):
     """fn over items on the transfer threads, results in order; the first failure cancels the queued rest."""
     if threads <= 1:
@@ -554,35 +561,17 @@ def pull(
         progress(done, total)
 
     threads = remote.pull_threads(lease)
-    theirs: list[Entry] = []
-    child = None
     shareable = not copies and len(wanted) >= SHARE_AFTER and (
         (threads == 1 and blobs is not None) or remote.transfers_in_fork(lease))
-    if shareable and forked.can_share():
+    if shareable:
         # A file is Python and small syscalls (a local copy; a request and its answer, 1 ms of CPU on GCS), which
-        # threads only queue for under the GIL: a forked process takes every other file, on threads of its own.
-        theirs, wanted = wanted[1::2], wanted[::2]
-
-        def fetch_theirs() -> bytes:
-            remote.notify = None  # a retry notice would go to the job's log from this process
-            return marshal.dumps([result[1:3] for result in _transfer(fetch, theirs, threads)])
-
-        child = forked.run_in_child(fetch_theirs)
-    try:
+        # threads only queue for under the GIL: a forked process takes runs of files, on threads of its own.
+        forked.share(wanted, lambda run: [result[1:] for result in _transfer(fetch, run, threads)],
+                     lambda entry, result: landed(entry, *result), size=64 * threads, in_child=lambda: _in_child(remote))
+    else:
         for result in _transfer(fetch, wanted, threads):
             landed(*result)
-        if child is not None:
-            fetched, child = forked.result_of(child), None
-            if fetched is None:  # it failed: fetch its share here (the same error, if there is one, is raised here)
-                for result in _transfer(fetch, theirs, threads):
-                    landed(*result)
-            else:
-                for entry, (key, seen) in zip(theirs, marshal.loads(fetched)):
-                    landed(entry, key, seen, False)
-    finally:
-        if child is not None:
-            forked.stop(child)
-    dirty = dirty or bool(wanted or theirs)
+    dirty = dirty or bool(wanted)
     # 4. Links, recreated from their target text, with their stored time (else every scan after sees them new).
     for entry in target.entries.values():
         if entry.type != LINK:
@@ -773,44 +762,18 @@ def push_prepare(
         stats.bytes_pushed += entry.size
         progress(done, total)
 
-    uploads, theirs, child = sorted(missing), [], None
+    uploads = sorted(missing)
     threads = remote.push_threads(lease)
     with remote.upload_batch(lease) as batch:  # every blob is stored when it exits
-        shareable = len(uploads) >= SHARE_AFTER and (
-            (batch is not None and threads == 1) or remote.transfers_in_fork(lease))
-        if shareable and forked.can_share():
+        if len(uploads) >= SHARE_AFTER and ((batch is not None and threads == 1) or remote.transfers_in_fork(lease)):
             # A file is Python and small syscalls (a copy into a local store; a request and its answer), which
-            # threads only queue for under the GIL: a forked process takes every other, on threads of its own.
-            theirs, uploads = uploads[1::2], uploads[::2]
-
-            def upload_theirs() -> bytes:
-                remote.notify = None  # a retry notice would go to the job's log from this process
-                try:
-                    for _ in _transfer(send, theirs, threads):
-                        pass
-                except BaseException:
-                    if batch is not None:
-                        batch.discard()  # its own temp files only: the parent has written none yet
-                    raise
-                return marshal.dumps(batch.written() if batch is not None else [])
-
-            child = forked.run_in_child(upload_theirs)
-        try:
+            # threads only queue for under the GIL: a forked process takes runs of files, on threads of its own.
+            forked.share(uploads, lambda run: [True for _ in _transfer(send, run, threads)],
+                         lambda digest, _: sent(by_hash[digest]), size=64 * threads,
+                         in_child=lambda: _in_child(remote, batch))
+        else:
             for entry in _transfer(send, uploads, threads):
                 sent(entry)
-            if child is not None:
-                written, child = forked.result_of(child), None
-                if written is None:  # it failed: upload its share here (the same error, if there is one, is raised here)
-                    for entry in _transfer(send, theirs, threads):
-                        sent(entry)
-                else:
-                    if batch is not None:  # a local store's blob files the child wrote, named when the batch ends
-                        batch.adopt(marshal.loads(written))
-                    for digest in theirs:
-                        sent(by_hash[digest])
-        finally:
-            if child is not None:
-                forked.stop(child)
     stats.files_deleted = counts.files_deleted
     metrics.observe_sync("push", stats, time.monotonic() - started)
     return PreparedCommit(lease, cached, base, current, counts, stats, job_id, message, log), stats

@@ -443,24 +443,16 @@ class _FileBatch:
             tmp = f"{folder}/.{name[:100]}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
             return path, tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
 
-    def written(self) -> list[tuple[str, str]]:
-        """(temp file, its name) of every blob written so far: what a forked process sends back of its share."""
-        with self.lock:
-            return list(self.pending)
-
-    def adopt(self, written: list[tuple[str, str]]) -> None:
-        """Take over the temp files a forked process wrote (its `written`), to be finished or discarded here."""
-        with self.lock:
-            self.pending += [(tmp, path) for tmp, path in written]
-
     def finish(self) -> None:
+        """Flush every temp file, name each (create-only) and flush the folders. A forked process that took a
+        share of the uploads finishes its own files (so the names are made in both processes at once)."""
         if not self.pending:
             return
         syncfs(self.store.root)
         folders = set()
         for tmp, path in self.pending:
             move_new(tmp, path)  # create-only: an object already stored under this name stays as it is
-            folders.add(os.path.dirname(path))
+            folders.add(path.rpartition("/")[0])
         for folder in folders:
             fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
             try:
