@@ -132,9 +132,8 @@ def share(items: Sequence, do: Callable[[list], list], landed: Callable[[Any, An
         if child is None:
             os.close(read_fd)
     if child is None:
-        for run in runs:
-            for item, result in zip(run, do(run)):
-                landed(item, result)
+        for item, result in zip(items, do(list(items))):
+            landed(item, result)
         return
     ours = set()
     try:
