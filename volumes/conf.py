@@ -72,8 +72,10 @@ EDITION_LIMITS = {
 
 
 def get(name: str) -> Any:
-    """One VOLUMES setting, read at call time so tests can override settings."""
-    return {**DEFAULTS, **getattr(settings, "VOLUMES", {})}[name]
+    """One VOLUMES setting, read at call time so tests can override settings. No merged copy of the two dicts:
+    a sync asks for a setting per file (a retry budget an upload)."""
+    configured = getattr(settings, "VOLUMES", {})
+    return configured[name] if name in configured else DEFAULTS[name]
 
 
 def storage_base_dir() -> Path:

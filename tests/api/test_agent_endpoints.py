@@ -338,3 +338,36 @@ def test_pin_endpoints_check_the_claim_and_refuse_bad_input_as_json(claimed, cli
     assert not VolumePin.objects.exists()  # finishing drops the job's pins
     released = claimed.post("volumes/training-data/pin/release/", {"pin": pin["pin_id"]})
     assert released.json() == {"released": False}
+
+
+def test_an_agent_reads_the_stored_manifest_and_only_its_parts_under_its_lease(claimed, client_for, cast):
+    from volumes.engine import manifest_store
+
+    token = claimed.acquire().json()["token"]
+    stored = claimed.api.get(claimed.mount(f"manifest/?token={token}&generation=1&stored=1"), **claimed.h)
+    assert stored.status_code == 200, stored.content
+    doc = stored.json()
+    assert doc["format"] == manifest_store.FORMAT and doc["generation"] == 1 and doc["parts"]
+
+    def parts(body, api=claimed.api, headers=claimed.h):
+        return api.post(claimed.mount("manifest/parts/"), body, format="json", **headers)
+
+    asked = {"token": token, "generation": 1, "digests": doc["parts"]}
+    answer = parts(asked)
+    assert answer.status_code == 200 and answer["Content-Type"] == "application/octet-stream"
+    got = manifest_store.unpack_parts(answer.content, len(doc["parts"]))
+    assert [sha(part) for part in got] == doc["parts"] and b'"old.txt"' in b"".join(got)
+
+    # Only that manifest's parts: not a blob's digest, nor anything under another name.
+    blob = parts({**asked, "digests": [sha(b"old")]})
+    assert blob.status_code == 404 and "is not a part of generation 1" in blob.json()["detail"]
+    for digests in (["../../blobs/" + sha(b"old")], [sha(b"old").upper()], [], ["0" * 64] * 1001):
+        assert parts({**asked, "digests": digests}).status_code == 400, digests
+    assert parts({**asked, "generation": 0}).status_code == 400
+    assert parts({**asked, "generation": 2}).status_code == 404  # no such generation
+    assert parts({**asked, "token": token + 1}).json()["error"] == "lease_lost"
+    assert parts(asked, headers={"HTTP_X_JOB_KEY": "forged"}).status_code == 403
+    assert parts(asked, api=client_for("outsider")).status_code == 404
+    assert parts(asked, api=client_for(None)).status_code == 401
+    assert claimed.api.get(claimed.mount(f"manifest/?token={token + 1}&generation=1&stored=1"),
+                           **claimed.h).json()["error"] == "lease_lost"

@@ -75,6 +75,7 @@ urlpatterns = [
     path(mount + "pin/renew/", agent.PinRenewView.as_view(), name="api-agent-pin-renew"),
     path(mount + "pin/release/", agent.PinReleaseView.as_view(), name="api-agent-pin-release"),
     path(mount + "manifest/", agent.ManifestView.as_view(), name="api-agent-manifest"),
+    path(mount + "manifest/parts/", agent.ManifestPartsView.as_view(), name="api-agent-manifest-parts"),
     path(mount + "blobs/missing/", agent.MissingView.as_view(), name="api-agent-missing"),
     path(mount + "blobs/urls/", agent.BlobUrlsView.as_view(), name="api-agent-blob-urls"),
     path(mount + "blobs/<str:digest>", agent.BlobView.as_view(), name="api-agent-blob"),

@@ -153,16 +153,23 @@ class Manifest:
         make = Entry._make
         return cls({row[0]: make(row) for row in rows}, generation)
 
-    def to_json(self) -> bytes:
+    def to_json(self, runs: bool = False) -> bytes:
+        """`runs`: with the runs of its stored parts, where known (for an agent: see from_json)."""
         rows = [e._asdict() for e in sorted(self.entries.values(), key=lambda e: e.path)]
         doc = {"format": FORMAT, "generation": self.generation, "entries": rows}
+        if runs and self.runs is not None:
+            doc["runs"] = self.runs
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
     @classmethod
-    def from_json(cls, data: bytes, trusted: bool = False, like: "Manifest | None" = None) -> "Manifest":
+    def from_json(cls, data: bytes, trusted: bool = False, like: "Manifest | None" = None, runs: bool = False
+                  ) -> "Manifest":
         """Parse and validate; `trusted` skips validation for our own local copy (the worker cache).
         `like`: a generation this worker holds. An entry equal to one of its entries is that entry, so only the
         others are checked, and a diff with `like` sees it unchanged at once.
+        `runs`: keep the runs of its stored parts that the document gives (an agent's copy from the server). They
+        only say which parts a later read may take from this copy, and that read encodes each run again to prove
+        it (manifest_store._held_leaves); a commit never reuses them (the server splits an agent's commit itself).
         Modes keep their permission bits only, whatever the stored copy says."""
         try:
             doc = json.loads(data.decode("utf-8"))
@@ -173,6 +180,8 @@ class Manifest:
                 manifest.entries[entry.path] = entry
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise IntegrityError(f"the manifest is damaged ({exc.__class__.__name__}: {exc}); {REPAIR_HINT}") from exc
+        if runs:
+            manifest.runs = _runs(doc.get("runs"))
         manifest.share(like)
         if not trusted:
             try:
@@ -269,6 +278,19 @@ class Manifest:
             parent = path.rpartition("/")[0]
             if parent and (parent not in self.entries or self.entries[parent].type != DIR):
                 raise IntegrityError(f"the manifest entry {path!r} lacks its parent folder {parent!r}")
+
+
+def _runs(value) -> list[tuple[str, str, int, str]] | None:
+    """Runs as Manifest.runs holds them, or None for anything else."""
+    if not isinstance(value, list):
+        return None
+    runs = []
+    for run in value:
+        if not (isinstance(run, list) and len(run) == 4 and isinstance(run[0], str) and isinstance(run[1], str)
+                and type(run[2]) is int and run[2] > 0 and isinstance(run[3], str) and HASH_RE.match(run[3])):
+            return None
+        runs.append(tuple(run))
+    return runs
 
 
 def masked(entry: Entry) -> Entry:

@@ -223,6 +223,10 @@ def _fetch(store: ObjectStore, prefix: str, key: str, digest: str, salvage: bool
         if salvage:
             return b""
         raise IntegrityError(f"a part of manifest {key!r} is missing ({digest}); {REPAIR_HINT}") from exc
+    return _checked(part, key, digest, salvage)
+
+
+def _checked(part: bytes, key: str, digest: str, salvage: bool) -> bytes:
     if hashlib.sha256(part).hexdigest() != digest or part[:1] != b"[" or part[-1:] != b"]":
         if salvage:
             return b""
@@ -231,10 +235,44 @@ def _fetch(store: ObjectStore, prefix: str, key: str, digest: str, salvage: bool
 
 
 def _fetch_all(store: ObjectStore, key: str, digests: list[str], salvage: bool = False) -> list[bytes]:
-    """The parts of manifest `key` named by `digests`, in order, fetched on THREADS threads (see _fetch)."""
+    """The parts of manifest `key` named by `digests`, in order, fetched on THREADS threads (see _fetch), or in
+    batches where the store reads many objects a request (`get_many`: an agent's reader of the server's parts)."""
     prefix = prefix_of(key)
+    get_many = getattr(store, "get_many", None)
+    if get_many is not None:
+        parts = get_many([part_key(prefix, d) for d in digests])
+        return [_checked(part, key, d, salvage) for d, part in zip(digests, parts, strict=True)]
     with ThreadPoolExecutor(THREADS) as pool:
         return list(pool.map(lambda d: _fetch(store, prefix, key, d, salvage), digests))
+
+
+def fetch_parts(store: ObjectStore, key: str, digests: list[str]) -> list[bytes]:
+    """The parts of the stored manifest `key` named by `digests`, in order, each checked against its name."""
+    return _fetch_all(store, key, digests)
+
+
+def pack_parts(parts: list[bytes]) -> bytes:
+    """Parts in one body, each after its length in ASCII digits and a newline (how the server sends an agent the
+    parts it asks for)."""
+    return b"".join(b"%d\n%s" % (len(part), part) for part in parts)
+
+
+def unpack_parts(data: bytes, count: int) -> list[bytes]:
+    """The `count` parts pack_parts put in `data` (their bytes are checked against their names by the reader)."""
+    parts, at = [], 0
+    try:
+        for _ in range(count):
+            end = data.index(b"\n", at)
+            size = int(data[at:end])
+            if size < 0 or end + 1 + size > len(data):
+                raise ValueError("a part longer than the body")
+            parts.append(data[end + 1:end + 1 + size])
+            at = end + 1 + size
+    except ValueError as exc:
+        raise IntegrityError(f"the server's answer of {count} manifest parts is cut or damaged ({exc}); retry") from exc
+    if at != len(data):
+        raise IntegrityError(f"the server answered more than the {count} manifest parts asked for; retry")
+    return parts
 
 
 def _levels(store: ObjectStore, key: str, salvage: bool = False, doc: dict | None = None

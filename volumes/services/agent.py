@@ -26,7 +26,7 @@ from django.core import signing
 from django.db.models.functions import Now
 
 from .. import conf, permissions
-from ..engine import commits, leases, pins
+from ..engine import commits, leases, manifest_store, pins
 from ..engine.commits import Change, ChangeCounts
 from ..engine.leases import Holder, Lease
 from ..engine.pins import Pin
@@ -274,12 +274,58 @@ def agent_manifest(job: Job, name: str, token: int | None, generation: int, pin_
     if generation == 0:
         return Manifest()
     if isinstance(held, Pin):
-        if generation != held.generation:
-            raise Conflict(f"pin {pin_id} holds generation {held.generation} of volume {volume.name!r}, "
-                           f"not {generation}")
+        _check_pinned(volume, held, generation)
         # By its key: GC keeps a pinned generation's manifest even when its history row was pruned.
         return DirectRemote(user_id=job.user_id).read_manifest(held)
     return manifest_of(volume, generation)
+
+
+def _check_pinned(volume: Volume, pin: Pin, generation: int) -> None:
+    if generation != pin.generation:
+        raise Conflict(f"pin {pin.pin_id} holds generation {pin.generation} of volume {volume.name!r}, not {generation}")
+
+
+def _stored_manifest(job: Job, name: str, token: int | None, generation: int, pin_id: int | None
+                     ) -> tuple[Volume, str]:
+    """The volume and the key of its manifest of `generation`, which the job reads under its lease or pin."""
+    from .files import manifest_key_of
+
+    volume, held = _readable(job, name, token, pin_id)
+    if generation == 0:
+        raise NotFound(f"generation 0 of volume {volume.name!r} is empty: it has no stored manifest")
+    if isinstance(held, Pin):
+        _check_pinned(volume, held, generation)
+        return volume, held.manifest_key
+    return volume, manifest_key_of(volume, generation)
+
+
+def agent_manifest_document(job: Job, name: str, token: int | None, generation: int, pin_id: int | None = None
+                            ) -> bytes:
+    """The manifest of `generation` as stored. A document that names its parts lets an agent that holds most of
+    them (another generation of the volume) fetch only the others: agent_manifest_parts."""
+    volume, key = _stored_manifest(job, name, token, generation, pin_id)
+    store, _ = store_for_volume(volume)
+    return store.get_bytes(key)
+
+
+_PARTS_OF: dict[tuple[int, str], frozenset[str]] = {}  # (storage, manifest key) -> its parts: a manifest never changes
+
+
+def agent_manifest_parts(job: Job, name: str, token: int | None, generation: int, digests: list[str],
+                         pin_id: int | None = None) -> bytes:
+    """Parts of the manifest of `generation`, by digest, in order, each checked against its name, in one body
+    (manifest_store.pack_parts). Only that manifest's own parts: nothing else in the storage is read this way."""
+    volume, key = _stored_manifest(job, name, token, generation, pin_id)
+    store, _ = store_for_volume(volume)
+    memo = (volume.storage_id, key)
+    if memo not in _PARTS_OF:
+        if len(_PARTS_OF) >= 64:
+            _PARTS_OF.clear()
+        _PARTS_OF[memo] = frozenset(manifest_store.part_digests(store, key))
+    for digest in digests:
+        if _check_digest(digest) not in _PARTS_OF[memo]:
+            raise NotFound(f"{digest} is not a part of generation {generation} of volume {volume.name!r}")
+    return manifest_store.pack_parts(manifest_store.fetch_parts(store, key, digests))
 
 
 def _check_digest(digest: str) -> str:

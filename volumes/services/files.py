@@ -84,19 +84,23 @@ def generation_missing(volume: Volume, generation: int) -> NotFound:
                     generation=generation, why="pruned")
 
 
+def manifest_key_of(volume: Volume, generation: int | None = None) -> str:
+    """Where the manifest of the current (or a kept older) generation is stored ("" for generation 0)."""
+    if generation is None or generation == volume.generation:
+        return volume.manifest_key
+    commit = VolumeCommit.objects.filter(volume=volume, generation=generation).first()
+    if commit is None:
+        raise generation_missing(volume, generation)
+    return commit.manifest_key
+
+
 def manifest_of(volume: Volume, generation: int | None = None) -> Manifest:
     """The manifest of the current (or a kept older) generation; manifests never change, so they are cached."""
-    if generation is None or generation == volume.generation:
-        key = volume.manifest_key
-    else:
-        commit = VolumeCommit.objects.filter(volume=volume, generation=generation).first()
-        if commit is None:
-            raise generation_missing(volume, generation)
-        key = commit.manifest_key
+    key = manifest_key_of(volume, generation)
     if not key:
         return Manifest()
     manifest = _load_manifest(volume.storage_id, key)
-    return Manifest(dict(manifest.entries), manifest.generation)
+    return Manifest(dict(manifest.entries), manifest.generation, manifest.runs)
 
 
 def entry_at(volume: Volume, path: str, generation: int | None = None) -> Entry:

@@ -20,7 +20,8 @@ from .jobs import (
 from .agent import (
     AcquireSerializer, BlobUrlsSerializer, ClaimSerializer, CommitBatchSerializer, CommitInputSerializer,
     CommitVolumeSerializer, FiguresSerializer, FinishSerializer, JobSpecSerializer, LeaseSerializer,
-    LogSerializer, MissingSerializer, MountPlanSerializer, NO_NUL, PinIdSerializer, PinInputSerializer,
-    PinSerializer, PresignedSerializer, ScriptEventSerializer, StatusSerializer, TokenSerializer, WholeNumberField,
+    LogSerializer, ManifestPartsSerializer, MissingSerializer, MountPlanSerializer, NO_NUL, PinIdSerializer,
+    PinInputSerializer, PinSerializer, PresignedSerializer, ScriptEventSerializer, StatusSerializer, TokenSerializer,
+    WholeNumberField,
 )
 from .storages import StorageSerializer, StorageTestSerializer, StorageUpdateSerializer, StorageWriteSerializer

@@ -100,6 +100,14 @@ class BlobUrlsSerializer(serializers.Serializer):
     hashes = serializers.ListField(child=StrictCharField(max_length=64), max_length=10_000)
 
 
+class ManifestPartsSerializer(serializers.Serializer):
+    token = StrictIntegerField(required=False, help_text="The lease's fencing token (or give pin)")
+    pin = StrictIntegerField(required=False, min_value=1, help_text="The pin's id, for a read-only mount")
+    generation = StrictIntegerField(min_value=1, help_text="The generation the lease or pin was taken at")
+    digests = serializers.ListField(child=StrictCharField(max_length=64), min_length=1, max_length=1000,
+                                    help_text="Parts of that generation's stored manifest, as its document names them")
+
+
 class CommitInputSerializer(TokenSerializer):
     parent = StrictIntegerField(min_value=0)
     message = StrictCharField(required=False, allow_blank=True, default="", max_length=300)

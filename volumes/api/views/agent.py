@@ -165,7 +165,9 @@ class PinReleaseView(AgentView):
 class ManifestView(AgentView):
     @extend_schema(
         summary="The manifest of the generation the lease or pin was taken at", tags=["agent"],
-        parameters=[JOB_KEY, *READ_UNDER, OpenApiParameter("generation", int, required=True)],
+        parameters=[JOB_KEY, *READ_UNDER, OpenApiParameter("generation", int, required=True),
+                    OpenApiParameter("stored", bool, description="The document as stored: where it names its "
+                                     "parts, fetch those the agent lacks from manifest/parts/")],
         responses={(200, "application/json"): OpenApiTypes.OBJECT, **ERRORS},
     )
     def get(self, request, ws: str, job_id: int, name: str):
@@ -174,9 +176,27 @@ class ManifestView(AgentView):
         if not generation.isdigit():
             raise VolumesError("give the lease's generation as ?generation=N")
         token, pin = _read_under(request)
+        if request.query_params.get("stored") == "1":
+            document = agent.agent_manifest_document(job, name, token, int(generation), pin_id=pin)
+            return HttpResponse(document, content_type="application/json")
         manifest = agent.agent_manifest(job, name, token, int(generation), pin_id=pin)
-        # As encoded, not parsed and rendered again: 100,000 entries are 19 MB of JSON.
-        return HttpResponse(manifest.to_json(), content_type="application/json")
+        # As encoded, not parsed and rendered again: 100,000 entries are 19 MB of JSON. With the runs of its parts,
+        # so that the agent's next read after another worker's commit fetches only the parts that commit wrote.
+        return HttpResponse(manifest.to_json(runs=True), content_type="application/json")
+
+
+class ManifestPartsView(AgentView):
+    @extend_schema(
+        summary="Parts of a generation's stored manifest, each after its length and a newline", tags=["agent"],
+        parameters=[JOB_KEY], request=s.ManifestPartsSerializer,
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY, **ERRORS},
+    )
+    def post(self, request, ws: str, job_id: int, name: str):
+        job = self.job(request, ws, job_id)
+        data = validated(s.ManifestPartsSerializer, request.data)
+        parts = agent.agent_manifest_parts(job, name, data.get("token"), data["generation"], data["digests"],
+                                           pin_id=data.get("pin"))
+        return HttpResponse(parts, content_type="application/octet-stream")
 
 
 class MissingView(AgentView):
