@@ -560,17 +560,31 @@ def pull(
             racy.append((entry.path, key))
         progress(done, total)
 
+    # Files of one content (empty files, copies of a file) are downloaded once from a store over the network: the
+    # others are copied from the first once it has landed (a local store's blob is as near as that first file).
+    first_of: dict[str, str] = {}  # hash -> the path it is downloaded to
+    fetched, again = [], []
+    for entry in wanted:
+        if blobs is None and entry.hash in first_of and entry.hash not in copies:
+            again.append(entry)
+        else:
+            first_of.setdefault(entry.hash, entry.path)
+            fetched.append(entry)
     threads = remote.pull_threads(lease)
-    shareable = not copies and len(wanted) >= SHARE_AFTER and (
+    shareable = not copies and len(fetched) >= SHARE_AFTER and (
         (threads == 1 and blobs is not None) or remote.transfers_in_fork(lease))
     if shareable:
         # A file is Python and small syscalls (a local copy; a request and its answer, 1 ms of CPU on GCS), which
         # threads only queue for under the GIL: a forked process takes runs of files, on threads of its own.
-        forked.share(wanted, lambda run: [result[1:] for result in _transfer(fetch, run, threads)],
+        forked.share(fetched, lambda run: [result[1:] for result in _transfer(fetch, run, threads)],
                      lambda entry, result: landed(entry, *result), size=64 * threads, in_child=lambda: _in_child(remote))
     else:
-        for result in _transfer(fetch, wanted, threads):
+        for result in _transfer(fetch, fetched, threads):
             landed(*result)
+    for entry in again:
+        source = first_of[entry.hash]
+        copies[entry.hash] = (f"{root}/{source}", hashes[source][:5])  # as it landed: copied while it is that file
+        landed(*fetch(entry))
     dirty = dirty or bool(wanted)
     # 4. Links, recreated from their target text, with their stored time (else every scan after sees them new).
     for entry in target.entries.values():
