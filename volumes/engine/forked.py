@@ -102,15 +102,15 @@ _RUN = struct.Struct("=I")  # a run's number on the queue
 _MAX_RUNS = 8_192  # 32 KB of numbers: the queue is written whole before the fork, within a pipe's 64 KB
 
 
-def share(items: Sequence, do: Callable[[list], list], landed: Callable[[Any, Any], None], size: int = 64,
-          in_child: Callable[[], ContextManager] = nullcontext) -> None:
-    """`do` over `items` in this process and a forked one. `do` takes a run of items and gives their results in
-    order (marshallable: the child sends them back); `landed(item, result)` is called here for every item, as
-    its result is known here. Both processes take runs of up to `size` items from one queue until it is empty, so the
-    faster one does more and neither waits long for the other. The child runs inside `in_child()`. Where no
-    process can be forked, or the child fails, this process does what the child took (and so raises the same
-    error, if there is one)."""
-    size = max(min(size, -(-len(items) // 16)), -(-len(items) // _MAX_RUNS))  # 16 runs or more to balance
+def share(items: Sequence, do: Callable[[list], list], landed: Callable[[Any, Any], None] | None = None,
+          size: int = 64, in_child: Callable[[], ContextManager] = nullcontext) -> list:
+    """`do` over `items` in this process and a forked one: their results, in order. `do` takes a run of items and
+    gives their results in order (marshallable: the child sends them back); `landed(item, result)`, if given, is
+    called here for every item as its result is known here. Both processes take runs of up to `size` items from
+    one queue until it is empty, so the faster one does more and neither waits long for the other. The child runs
+    inside `in_child()`. Where no process can be forked, or the child fails, this process does what the child took
+    (and so raises the same error, if there is one)."""
+    size = max(1, min(size, -(-len(items) // 16)), -(-len(items) // _MAX_RUNS))  # 16 runs or more to balance
     runs = [list(items[i:i + size]) for i in range(0, len(items), size)]
     child = None
     if len(runs) > 1 and can_share():
@@ -132,16 +132,19 @@ def share(items: Sequence, do: Callable[[list], list], landed: Callable[[Any, An
         if child is None:
             os.close(read_fd)
     if child is None:
-        for item, result in zip(items, do(list(items))):
-            landed(item, result)
-        return
-    ours = set()
+        results = do(list(items))
+        if landed is not None:
+            for item, result in zip(items, results):
+                landed(item, result)
+        return results
+    by_run: dict[int, list] = {}
     try:
         while taken := os.read(read_fd, _RUN.size):
             i = _RUN.unpack(taken)[0]
-            ours.add(i)
-            for item, result in zip(runs[i], do(runs[i])):
-                landed(item, result)
+            by_run[i] = do(runs[i])
+            if landed is not None:
+                for item, result in zip(runs[i], by_run[i]):
+                    landed(item, result)
         done, child = result_of(child), None
     finally:
         os.close(read_fd)
@@ -149,10 +152,12 @@ def share(items: Sequence, do: Callable[[list], list], landed: Callable[[Any, An
             stop(child)
     there = marshal.loads(done) if done is not None else {}
     for i, run in enumerate(runs):
-        if i in ours:
+        if i in by_run:
             continue
-        results = there.get(i)
-        if results is None:  # the child failed: its runs are done here
-            results = do(run)
-        for item, result in zip(run, results):
-            landed(item, result)
+        by_run[i] = there.get(i)
+        if by_run[i] is None:  # the child failed: its runs are done here
+            by_run[i] = do(run)
+        if landed is not None:
+            for item, result in zip(run, by_run[i]):
+                landed(item, result)
+    return [result for i in range(len(runs)) for result in by_run[i]]

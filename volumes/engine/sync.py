@@ -145,13 +145,7 @@ def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
     """The files' hashes, in order; SHARE_AFTER files or more are shared with a forked process (forked.share)."""
     if len(to_hash) < SHARE_AFTER:
         return _hash_here(tree, to_hash, threads)
-    digests: dict[str, str] = {}
-
-    def hashed(item: tuple, digest: str) -> None:
-        digests[item[0]] = digest
-
-    forked.share(to_hash, lambda run: _hash_here(tree, run, threads), hashed)
-    return [digests[item[0]] for item in to_hash]
+    return forked.share(to_hash, lambda run: _hash_here(tree, run, threads))
 
 
 OS_PATH_BYTES = 4095  # the longest path the system takes (PATH_MAX less its terminating NUL)
