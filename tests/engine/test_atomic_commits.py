@@ -1,6 +1,8 @@
 """A job's read-write volumes commit all together or not at all."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 
 from volumes.engine import sync
@@ -71,15 +73,18 @@ def test_a_conflict_on_the_second_volume_commits_neither(two):
 
 
 def test_a_storage_error_on_the_second_volume_commits_neither(two, monkeypatch):
+    """The second volume's blobs never become durable: its store fails the flush that ends its uploads."""
     remote = two[0][0]
-    real = type(remote).upload_blob
+    real = type(remote).upload_batch
 
-    def flaky(self, lease: Lease, digest, path, hashed_as=None):
-        if lease.volume_name == "beta":
-            raise StorageUnavailable("test storage", "the upload failed")
-        return real(self, lease, digest, path, hashed_as)
+    @contextmanager
+    def flaky(self, lease: Lease):
+        with real(self, lease) as batch:
+            yield batch
+            if lease.volume_name == "beta":
+                raise StorageUnavailable("test storage", "the flush failed")
 
-    monkeypatch.setattr(type(remote), "upload_blob", flaky)
+    monkeypatch.setattr(type(remote), "upload_batch", flaky)
     with pytest.raises(StorageUnavailable):
         _commit_both(two)
     assert _generations() == {"alpha": 0, "beta": 0}

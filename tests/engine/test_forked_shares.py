@@ -4,8 +4,9 @@ Whatever the split, the work must come out exactly as one process does it: the s
 records, files hashed, warnings and skipped paths, the same tree; a failing child must cost only time, an error
 in its share must be the same error; a change in the clock tick of the last scan is still seen.
 
-A scan walks the tree in one process and shares the files it has to hash (a walk alone is not worth a fork); a
-pull the files it fetches, a push its uploads. Both processes take runs of them from one queue (forked.share), so
+A scan walks the tree in one process and shares the files it has to hash (a walk alone is not worth a fork),
+copying those at new paths into a local store as it hashes them (test_staged_push.py); a pull shares the files it
+fetches, a push the uploads of files it did not copy so. Both processes take runs of them from one queue (forked.share), so
 the faster one does more.
 """
 import hashlib
@@ -201,6 +202,13 @@ def test_a_rewrite_in_the_same_second_in_the_childs_share_is_found(coarse_fs, mo
     for target in targets:
         assert again.entries[str(target.relative_to(coarse_fs))].hash == hashlib.sha256(target.read_bytes()).hexdigest()
     assert hashed == 4
+
+
+def _rewrite(tree):
+    """A new content for every file of _write, at the same paths: uploaded after the scan (a file at a new path is
+    copied into a local store as it is hashed, test_staged_push.py)."""
+    for path in sorted(tree.rglob("f*.txt")):
+        path.write_text(f"rewritten {path.relative_to(tree)}")
 
 
 def _write(tree):
@@ -452,13 +460,16 @@ def _store_files(storage_root):
 @pytest.mark.django_db(transaction=True)
 def test_a_push_shares_its_uploads_with_a_second_process_and_stores_every_blob_exactly(
         volume, tmp_path, storage_root, forks):
-    stats = commit(volume, tmp_path / "writer", _write)
+    commit(volume, tmp_path / "writer", _write)
+    forks.clear()
+    stats = commit(volume, tmp_path / "writer", _rewrite)
     assert stats.files_pushed == 42
     assert len(forks) == 2, "the scan and the uploads were not both shared"
     blobs, temps = _store_files(storage_root)
     assert not temps
     writer = WorkerCache(tmp_path / "writer", 10**12).volume(volume.workspace_id, volume.name).tree
-    assert blobs == {hashlib.sha256(p.read_bytes()).hexdigest() for p in writer.rglob("f*.txt")}
+    assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in writer.rglob("f*.txt")} <= blobs
+    assert len(blobs) == 84
     for name in blobs:  # each stored blob is its own content
         blob = next(storage_root.rglob(f"blobs/{name}"))
         assert hashlib.sha256(blob.read_bytes()).hexdigest() == name
@@ -488,18 +499,19 @@ class _ChangesTheChildsShare(DirectRemote):
 @pytest.mark.django_db(transaction=True)
 def test_a_change_in_the_childs_share_of_the_uploads_fails_the_push_as_in_one_process(
         volume, tmp_path, storage_root, forks):
+    commit(volume, tmp_path / "writer", _write)
+    stored = _store_files(storage_root)
     remote, lease, cached, base, _ = checkout(volume, tmp_path / "writer")
     try:
-        _write(cached.tree)
+        _rewrite(cached.tree)
         forks.clear()
         with pytest.raises(IntegrityError, match="changed while it was uploaded"):
             sync.push(_ChangesTheChildsShare(), lease, cached, base)
     finally:
         remote.release(lease)
     assert len(forks) == 2
-    blobs, temps = _store_files(storage_root)
-    assert not blobs and not temps, "a failed push left blobs or temp files in the store"
-    assert Volume.objects.get(pk=volume.pk).generation == 0
+    assert _store_files(storage_root) == stored, "a failed push left blobs or temp files in the store"
+    assert Volume.objects.get(pk=volume.pk).generation == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -511,8 +523,9 @@ def test_a_push_whose_upload_child_dies_is_finished_by_the_parent(volume, tmp_pa
         calls.append(work)
         return real(lambda: (work(), os._exit(3)) if len(calls) == 2 else work())
 
+    commit(volume, tmp_path / "writer", _write)
     monkeypatch.setattr(forked, "run_in_child", second_child_dies)
-    stats = commit(volume, tmp_path / "writer", _write)
+    stats = commit(volume, tmp_path / "writer", _rewrite)
     assert len(calls) == 2 and stats.files_pushed == 42
     remote, lease, cached, _, _ = checkout(volume, tmp_path / "reader")
     remote.release(lease)
@@ -520,4 +533,4 @@ def test_a_push_whose_upload_child_dies_is_finished_by_the_parent(volume, tmp_pa
     assert tree_listing(cached.tree) == tree_listing(writer)
     # The dead child's temp files are never blobs; the garbage collector removes them (incomplete uploads).
     blobs, temps = _store_files(storage_root)
-    assert len(blobs) == 42 and all(t.name.startswith(".") for t in temps)
+    assert len(blobs) == 84 and all(t.name.startswith(".") for t in temps)

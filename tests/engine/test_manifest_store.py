@@ -102,7 +102,7 @@ def test_an_entry_is_encoded_byte_for_byte_as_json_dumps_wrote_it(text):
 def test_new_parts_in_a_local_folder_share_one_flush_made_before_the_document_is_written(store, monkeypatch):
     """A change spread over a volume makes a new part per touched run; an fsync each cost 0.1 s per 100 parts
     on ext4. They are flushed together (syncfs), and before the document that names them exists."""
-    from volumes.storage import filesystem
+    from volumes.storage import filebatch
 
     base = volume_of(20_000)
     manifest_store.write(store, f"{PREFIX}manifests/1.json", base)
@@ -111,9 +111,9 @@ def test_new_parts_in_a_local_folder_share_one_flush_made_before_the_document_is
     for which in range(10):
         changed = one_file_changed(changed, 2, which)
     events = []
-    fsync, syncfs = filesystem.os.fsync, filesystem.syncfs
-    monkeypatch.setattr(filesystem.os, "fsync", lambda fd: events.append("fsync") or fsync(fd))
-    monkeypatch.setattr(filesystem, "syncfs", lambda path: events.append("syncfs") or syncfs(path))
+    fsync, syncfs = filebatch.os.fsync, filebatch.syncfs
+    monkeypatch.setattr(filebatch.os, "fsync", lambda fd: events.append("fsync") or fsync(fd))
+    monkeypatch.setattr(filebatch, "syncfs", lambda path: events.append("syncfs") or syncfs(path))
     put_bytes = type(store).put_bytes
     monkeypatch.setattr(type(store), "put_bytes",
                         lambda self, key, data, **kw: events.append(f"put {key}") or put_bytes(self, key, data, **kw))

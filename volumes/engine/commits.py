@@ -25,7 +25,7 @@ from ..storage.keys import manifest_key
 from . import history, leases, manifest_store, retention
 from .faults import crash_point
 from .leases import Lease
-from .manifest import FILE, Manifest, diff
+from .manifest import FILE, Entry, Manifest, diff
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,14 @@ def stamp(base: Manifest, manifest: Manifest, generation: int) -> None:
     """Make `manifest` generation `generation`: each entry keeps the generation that last changed it (its
     base entry's when the content is the same, else this one)."""
     manifest.generation = generation
-    entries = manifest.entries
+    entries, make = manifest.entries, Entry._make  # _make: a quarter of _replace's time (10,000 new files)
     for path, entry in entries.items():
         old = base.entries.get(path)
         if old is entry:  # a scan keeps the base's entry when nothing changed: its generation with it
             continue
         gen = old.gen if old is not None and old.same_content(entry) else generation
         if entry.gen != gen:
-            entries[path] = entry._replace(gen=gen)
+            entries[path] = make((*entry[:7], gen))
             manifest.runs = None  # they described the entries before
 
 

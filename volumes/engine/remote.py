@@ -61,6 +61,17 @@ class Remote(ABC):
         finishes its own), else None."""
         return nullcontext()
 
+    def stager(self, lease: Lease) -> Any:
+        """Inside upload_batch, for a local store: the batch, set to stage this volume's blobs. Its `stage(path,
+        stat key)` hashes a file while it copies it into the store, so a push reads it once; the scan gives what
+        was staged to its `keep(hash, temp file)`, and `adopt_blob` names it. None where a blob is uploaded only
+        once its hash is known."""
+        return None
+
+    def adopt_blob(self, lease: Lease, digest: str) -> bool:
+        """Store the file staged for `digest` as its blob (with the batch); False if none was staged."""
+        return False
+
     @abstractmethod
     def acquire(
         self, workspace_id: str, volume_name: str, holder: str, job_id: int | None = None,
@@ -178,6 +189,21 @@ class DirectRemote(Remote):
                 yield batch
             finally:
                 self._batches.pop(lease.volume_id, None)
+
+    def stager(self, lease: Lease):
+        batch = self._batches.get(lease.volume_id)
+        if batch is None:
+            return None
+        _, prefix = self._store(lease)
+        return batch.stager(blob_key(prefix, "0" * 64)[:-64])
+
+    def adopt_blob(self, lease: Lease, digest: str) -> bool:
+        store, prefix = self._store(lease)
+        batch = self._batches.get(lease.volume_id)
+        if batch is None or not batch.adopt(blob_key(prefix, digest), digest):
+            return False
+        crash_point("push.after_blob_upload")
+        return True
 
     def _store(self, lease: Lease) -> tuple[ObjectStore, str]:
         if lease.volume_id not in self._stores:

@@ -120,18 +120,26 @@ _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 BIG_FILE = 1024 * 1024  # hashed on a thread of its own
 
 
-def _hash_here(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
-    """The files' hashes, in order. Big files go to threads (hashlib lets go of the GIL while it hashes a big
-    buffer); small ones are hashed here, as their time is Python and syscalls under the GIL, for which threads
-    only queue (10,000 files of 20 KB: 0.45 s on this thread, 0.7 s on four)."""
-    big = {i for i, item in enumerate(to_hash) if item[1].st_size >= BIG_FILE}
-    workers = max(1, min(threads, 4, len(big)))
+def _hash_here(tree: str, to_hash: list[tuple], threads: int, stage: Callable | None = None) -> list:
+    """The files' hashes, in order; with `stage` (a push to a local store, see _Walk.hash_files), (hash, staged
+    temp file or None) pairs. Big files go to threads (hashlib lets go of the GIL while it hashes a big
+    buffer) and are never staged; small ones are hashed here, as their time is Python and syscalls under the GIL,
+    for which threads only queue (10,000 files of 20 KB: 0.45 s on this thread, 0.7 s on four)."""
+    def small(item: tuple):
+        return hash_file(f"{tree}/{item[0]}") if stage is None else stage(f"{tree}/{item[0]}", item)
+
+    def big(item: tuple):
+        digest = hash_file(f"{tree}/{item[0]}")
+        return digest if stage is None else (digest, None)
+
+    large = {i for i, item in enumerate(to_hash) if item[1].st_size >= BIG_FILE}
+    workers = max(1, min(threads, 4, len(large)))
     if workers == 1:
-        return [hash_file(f"{tree}/{item[0]}") for item in to_hash]
+        return [big(item) if i in large else small(item) for i, item in enumerate(to_hash)]
     with ThreadPoolExecutor(workers) as pool:
-        futures = {i: pool.submit(hash_file, f"{tree}/{to_hash[i][0]}") for i in sorted(big)}
+        futures = {i: pool.submit(big, to_hash[i]) for i in sorted(large)}
         try:
-            digests = [None if i in big else hash_file(f"{tree}/{item[0]}") for i, item in enumerate(to_hash)]
+            digests = [None if i in large else small(item) for i, item in enumerate(to_hash)]
             for i, future in futures.items():
                 digests[i] = future.result()
         except BaseException:
@@ -141,11 +149,11 @@ def _hash_here(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
     return digests
 
 
-def _hash_all(tree: str, to_hash: list[tuple], threads: int) -> list[str]:
-    """The files' hashes, in order; SHARE_AFTER files or more are shared with a forked process (forked.share)."""
+def _hash_all(tree: str, to_hash: list[tuple], threads: int, stage: Callable | None = None) -> list:
+    """_hash_here; SHARE_AFTER files or more are shared with a forked process (forked.share)."""
     if len(to_hash) < SHARE_AFTER:
-        return _hash_here(tree, to_hash, threads)
-    return forked.share(to_hash, lambda run: _hash_here(tree, run, threads))
+        return _hash_here(tree, to_hash, threads, stage)
+    return forked.share(to_hash, lambda run: _hash_here(tree, run, threads, stage))
 
 
 OS_PATH_BYTES = 4095  # the longest path the system takes (PATH_MAX less its terminating NUL)
@@ -170,8 +178,10 @@ class _Walk:
     base's or the hash cache's is counted, not copied (see `manifest` and `records_now`): at a job's end on
     100,000 unchanged files that is two 5 MB dicts less."""
 
-    def __init__(self, hashes: Mapping[str, tuple], known: Mapping[str, Entry], kept: int, max_file_size: int | None):
+    def __init__(self, hashes: Mapping[str, tuple], known: Mapping[str, Entry], kept: int, max_file_size: int | None,
+                 stager=None):
         self.hashes, self.known, self.kept, self.max_file_size = hashes, known, kept, max_file_size
+        self.stager = stager  # Remote.stager: files at new paths are copied into the local store as they are hashed
         self.entries: dict[str, Entry] = {}  # entries that are not the base's own
         self.same: list[str] = []  # paths whose base entry stands
         self.records: dict[str, tuple] = {}  # the hash cache's new records (of the files hashed)
@@ -274,7 +284,23 @@ class _Walk:
         """Hash what the walk could not vouch for, then settle what was hashed in the clock tick of its change."""
         if not self.to_hash:
             return
-        digests = _hash_all(root, self.to_hash, threads)
+        stage = None
+        if self.stager is not None:
+            stager, known = self.stager, self.known
+
+            def stage(full: str, item: tuple) -> tuple[str, str | None]:
+                # Only at a new path is the content most likely new: a touched or rewritten file would cost a copy
+                # of its bytes, then removed, where its blob is stored already.
+                if item[0] in known:
+                    return hash_file(full), None
+                return stager.stage(full, stat_key(item[1]))
+
+        digests = _hash_all(root, self.to_hash, threads, stage)
+        if stage is not None:
+            for digest, tmp in digests:
+                if tmp is not None:
+                    self.stager.keep(digest, tmp)  # a forked process's copies too
+            digests = [digest for digest, _ in digests]
         racy = []
         for (path, st, seen), digest in zip(self.to_hash, digests):
             # Keyed by the stat taken before hashing: a file changed meanwhile gets a new key and is hashed again.
@@ -313,6 +339,7 @@ class _Walk:
 def scan(
     tree: Path, hashes: Mapping[str, tuple], warn: Log = _noop, max_file_size: int | None = None,
     threads: int | None = None, skipped: list[str] | None = None, strip: bool = False, base: Manifest | None = None,
+    stager=None,
 ) -> tuple[Manifest, Mapping[str, tuple], int]:
     """Describe the tree as a manifest (entries without generations); hashes only files whose
     stat changed since `hashes` was recorded. Returns (manifest, new hash cache, files hashed); the new hash cache
@@ -321,9 +348,11 @@ def scan(
     `strip` (a push): setuid, setgid and sticky bits go from the tree too, not only from the manifest, so
     the tree is exactly what is committed and no such file stays in the worker's cache.
     `base` (the generation the tree was pulled as): an unchanged file, folder or link gets the base's own
-    entry (its `gen` kept) instead of a new one, which is cheaper and lets a diff see it unchanged at once."""
+    entry (its `gen` kept) instead of a new one, which is cheaper and lets a diff see it unchanged at once.
+    `stager` (a push to a local store, Remote.stager): files at paths new to `base` are copied into the store as
+    they are hashed."""
     known = base.entries if base is not None else {}
-    walk = _Walk(hashes, known, PERMISSIONS if strip else 0o7777, max_file_size)
+    walk = _Walk(hashes, known, PERMISSIONS if strip else 0o7777, max_file_size, stager)
     root = os.fspath(tree)
     walk.folders([(root, "")])  # iterative: any depth, no recursion limit
     walk.hash_files(root, threads or conf.get("TRANSFER_THREADS"))
@@ -370,8 +399,10 @@ def _remove(tree: Path, path: str) -> None:
 def _in_child(remote: Remote, batch=None) -> Iterator[None]:
     """How the forked process of a shared pull or push runs: it sends no retry notice (it would go to the job's log
     from there), and it flushes and names the blob files it wrote into a local store's batch itself, while the
-    parent still copies, or removes them if it fails (the parent's are not in its list: it forked before any)."""
+    parent still copies, or removes them if it fails (the parent's, listed before the fork, are not its own)."""
     remote.notify = None
+    if batch is not None:
+        batch.forked()
     try:
         yield
         if batch is not None:
@@ -726,53 +757,59 @@ def push_prepare(
     started = time.monotonic()
     remote.prepare(lease)
     known = cached.load_hashes(like=base)
-    current, hashes, stats.files_hashed = scan(
-        cached.tree, known, warn=stats.warnings.append, max_file_size=conf.max_file_size(), strip=True, base=base
-    )
-    if stats.files_hashed or len(hashes) != len(known):
-        cached.save_hashes(hashes, like=current)
-    for warning in stats.warnings:
-        log(f"warning: {warning}")
-    counts = ChangeCounts.between(base, current)
-    if not (counts.files_added or counts.files_changed or counts.files_deleted):
-        history.record("push", lease, "unchanged", parent=lease.generation)
-        if not stats.warnings:  # the tree is exactly `current` (nothing was skipped), and so `base`
-            cached.record_usage(current)
-            if lease.manifest_key and cached.is_synced(lease.manifest_key):
-                cached.mark_clean(lease.manifest_key)
-        metrics.observe_sync("push", stats, time.monotonic() - started)
-        return None, stats
-    # The commit checks the limits again; refused here, nothing is uploaded.
-    commits.check_size(lease.volume_name, base.size_bytes, current.size_bytes, max_volume_size)
-    remote.check_room(lease, current, counts)
-
-    by_hash = {e.hash: e for e in current.files}
-    stored = base.hashes()
-    missing = remote.missing_blobs(lease, set(by_hash) - stored, stored=len(stored))
-    total = sum(by_hash[h].size for h in missing)
-    if missing:
-        log(f"pushing {count(len(missing), 'file')} ({count(total, 'byte')}) of {lease.volume_name}")
-    done = 0
-
-    root = os.fspath(cached.tree)
-
-    def send(digest: str) -> Entry:
-        entry = by_hash[digest]
-        record = hashes.get(entry.path)  # the stat it was hashed under: a local store copies it without hashing again
-        remote.upload_blob(lease, digest, f"{root}/{entry.path}",
-                           hashed_as=record[:5] if record and record[5] == digest else None)
-        return entry
-
-    def sent(entry: Entry) -> None:
-        nonlocal done
-        done += entry.size
-        stats.files_pushed += 1
-        stats.bytes_pushed += entry.size
-        progress(done, total)
-
-    uploads = sorted(missing)
-    threads = remote.push_threads(lease)
     with remote.upload_batch(lease) as batch:  # every blob is stored when it exits
+        current, hashes, stats.files_hashed = scan(
+            cached.tree, known, warn=stats.warnings.append, max_file_size=conf.max_file_size(), strip=True, base=base,
+            stager=remote.stager(lease),
+        )
+        if stats.files_hashed or len(hashes) != len(known):
+            cached.save_hashes(hashes, like=current)
+        for warning in stats.warnings:
+            log(f"warning: {warning}")
+        counts = ChangeCounts.between(base, current)
+        if not (counts.files_added or counts.files_changed or counts.files_deleted):
+            history.record("push", lease, "unchanged", parent=lease.generation)
+            if not stats.warnings:  # the tree is exactly `current` (nothing was skipped), and so `base`
+                cached.record_usage(current)
+                if lease.manifest_key and cached.is_synced(lease.manifest_key):
+                    cached.mark_clean(lease.manifest_key)
+            metrics.observe_sync("push", stats, time.monotonic() - started)
+            return None, stats
+        # The commit checks the limits again; refused here, nothing is uploaded.
+        commits.check_size(lease.volume_name, base.size_bytes, current.size_bytes, max_volume_size)
+        remote.check_room(lease, current, counts)
+
+        by_hash = {e.hash: e for e in current.files}
+        stored = base.hashes()
+        missing = remote.missing_blobs(lease, set(by_hash) - stored, stored=len(stored))
+        total = sum(by_hash[h].size for h in missing)
+        if missing:
+            log(f"pushing {count(len(missing), 'file')} ({count(total, 'byte')}) of {lease.volume_name}")
+        done = 0
+
+        root = os.fspath(cached.tree)
+
+        def send(digest: str) -> Entry:
+            entry = by_hash[digest]
+            record = hashes.get(entry.path)  # the stat it was hashed under: a local store copies it without hashing
+            remote.upload_blob(lease, digest, f"{root}/{entry.path}",
+                               hashed_as=record[:5] if record and record[5] == digest else None)
+            return entry
+
+        def sent(entry: Entry) -> None:
+            nonlocal done
+            done += entry.size
+            stats.files_pushed += 1
+            stats.bytes_pushed += entry.size
+            progress(done, total)
+
+        uploads = []
+        for digest in sorted(missing):
+            if remote.adopt_blob(lease, digest):  # copied as the scan hashed it
+                sent(by_hash[digest])
+            else:
+                uploads.append(digest)
+        threads = remote.push_threads(lease)
         if len(uploads) >= SHARE_AFTER and ((batch is not None and threads == 1) or remote.transfers_in_fork(lease)):
             # A file is Python and small syscalls (a copy into a local store; a request and its answer), which
             # threads only queue for under the GIL: a forked process takes runs of files, on threads of its own.

@@ -6,7 +6,6 @@ import errno
 import hashlib
 import os
 import secrets
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,9 +13,9 @@ from pathlib import Path
 
 from ..exceptions import VolumesError
 from .base import CHUNK_SIZE, BackendStore, changed_while_uploading, check_prefix, check_range, short_error
-from .localfiles import copy_if_unchanged, move_new, syncfs
+from .filebatch import FileBatch
+from .localfiles import TMP_SUFFIX, move_new
 
-_TMP_SUFFIX = ".volumes-tmp"  # temp files of unfinished writes; never listed as keys
 
 
 def _listings(paths: list[str]) -> dict[str, set[str]]:
@@ -84,7 +83,7 @@ class FileSystemStore(BackendStore):
         with self._errors():
             folder = os.path.dirname(path)
             os.makedirs(folder, exist_ok=True)
-            tmp = os.path.join(folder, f".{os.path.basename(path)[:100]}.{secrets.token_hex(6)}{_TMP_SUFFIX}")
+            tmp = os.path.join(folder, f".{os.path.basename(path)[:100]}.{secrets.token_hex(6)}{TMP_SUFFIX}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             try:
                 try:
@@ -266,7 +265,7 @@ class FileSystemStore(BackendStore):
                 name = base + filename
                 if not name.startswith(name_prefix):
                     continue
-                if filename.endswith(_TMP_SUFFIX) and not with_temp:
+                if filename.endswith(TMP_SUFFIX) and not with_temp:
                     continue
                 yield self._key(name), os.path.join(dirpath, filename)
 
@@ -295,7 +294,7 @@ class FileSystemStore(BackendStore):
                     os.unlink(path)
                 except FileNotFoundError:
                     continue
-                count += not path.endswith(_TMP_SUFFIX)
+                count += not path.endswith(TMP_SUFFIX)
             if prefix.endswith("/"):  # drop the folders left empty beneath the prefix
                 top = os.path.join(self.root, *(self.prefix + prefix).rstrip("/").split("/"))
                 for dirpath, _dirnames, _files in sorted(os.walk(top), key=lambda t: -len(t[0])):
@@ -310,7 +309,7 @@ class FileSystemStore(BackendStore):
         count = 0
         with self._errors():
             for _key, path in list(self._walk(prefix, with_temp=True)):
-                if path.endswith(_TMP_SUFFIX):
+                if path.endswith(TMP_SUFFIX):
                     try:
                         if older_than is not None and os.stat(path).st_mtime > older_than:
                             continue  # maybe a write still in progress
@@ -354,12 +353,12 @@ class FileSystemStore(BackendStore):
         return digest.hexdigest()
 
     @contextmanager
-    def write_batch(self) -> Iterator["_FileBatch"]:
+    def write_batch(self) -> Iterator[FileBatch]:
         """Blob writes that share one flush: `batch.put_file` copies (and checks the hash) to temp files;
         on a clean exit every temp file is flushed to disk with one syncfs, then linked to its name
         (create-only: an existing object is kept) and the folders flushed. Nothing is visible under its
         name before its bytes are durable; on an error the temp files are removed."""
-        batch = _FileBatch(self)
+        batch = FileBatch(self)
         try:
             yield batch
             with self._errors():
@@ -367,104 +366,3 @@ class FileSystemStore(BackendStore):
         except BaseException:
             batch.discard()
             raise
-
-
-class _FileBatch:
-    """The temp files of one FileSystemStore.write_batch (thread-safe)."""
-
-    def __init__(self, store: FileSystemStore) -> None:
-        self.store = store
-        self.pending: list[tuple[str, str]] = []  # (temp path, final path)
-        self.folders: set[str] = set()
-        self.lock = threading.Lock()
-
-    def put_file(self, key: str, local_path: str | Path, sha256: str | None = None,
-                 hashed_as: tuple | None = None) -> None:
-        """Copy `local_path` to a temp file under `key`'s folder; with `sha256`, refuse bytes that do not
-        hash to it (the file changed since it was hashed). Only a complete, verified copy is kept.
-        `hashed_as`: the file's stat key when it was hashed to `sha256`; while it is still that file, it is
-        copied without hashing it again (copy_if_unchanged)."""
-        store = self.store
-        source = os.fspath(local_path) if hashed_as is not None else store._local_source(local_path)
-        path, tmp, fd = self._temp(key)
-        try:
-            try:
-                with store._errors():
-                    copied = sha256 is not None and hashed_as is not None and copy_if_unchanged(source, hashed_as, fd)
-                if not copied:
-                    digest = hashlib.sha256()
-                    src = os.open(source, os.O_RDONLY)
-                    try:
-                        left = os.fstat(src).st_size
-                        while chunk := os.read(src, min(CHUNK_SIZE, max(left, 0) + 1)):
-                            left -= len(chunk)
-                            digest.update(chunk)
-                            view = memoryview(chunk)
-                            with store._errors():
-                                while view:
-                                    view = view[os.write(fd, view):]
-                    finally:
-                        os.close(src)
-            finally:
-                os.close(fd)
-            if not copied and sha256 is not None and digest.hexdigest() != sha256:
-                raise changed_while_uploading(key, source, digest.hexdigest(), sha256)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        with self.lock:
-            self.pending.append((tmp, path))
-
-    def put_bytes(self, key: str, data: bytes) -> None:
-        """Write `data` to a temp file under `key`'s folder, stored (create-only) with the rest at the end."""
-        path, tmp, fd = self._temp(key)
-        try:
-            with self.store._errors():
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        finally:
-            os.close(fd)
-        with self.lock:
-            self.pending.append((tmp, path))
-
-    def _temp(self, key: str) -> tuple[str, str, int]:
-        """(the key's path, a new temp file beside it, that file open for writing)."""
-        store = self.store
-        path = store._path(key)
-        with store._errors():
-            folder, _, name = path.rpartition("/")
-            if folder not in self.folders:  # made (or found) once per batch
-                os.makedirs(folder, exist_ok=True)
-                self.folders.add(folder)
-            tmp = f"{folder}/.{name[:100]}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
-            return path, tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-
-    def finish(self) -> None:
-        """Flush every temp file, name each (create-only) and flush the folders. A forked process that took a
-        share of the uploads finishes its own files (so the names are made in both processes at once)."""
-        if not self.pending:
-            return
-        syncfs(self.store.root)
-        folders = set()
-        for tmp, path in self.pending:
-            move_new(tmp, path)  # create-only: an object already stored under this name stays as it is
-            folders.add(path.rpartition("/")[0])
-        for folder in folders:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        self.pending = []
-
-    def discard(self) -> None:
-        for tmp, _ in self.pending:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        self.pending = []

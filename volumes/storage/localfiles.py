@@ -9,6 +9,8 @@ import stat
 
 from .base import CHUNK_SIZE
 
+TMP_SUFFIX = ".volumes-tmp"  # temp files of unfinished writes in a filesystem store; never listed as keys
+
 
 def stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
     """What says a file is the one hashed before: a write moves its ctime, a replace its inode."""
