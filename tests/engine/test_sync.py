@@ -198,6 +198,37 @@ def test_a_file_changed_between_hashing_and_upload_fails_the_push_and_is_never_s
     assert Volume.objects.get(pk=volume.pk).generation == 1
 
 
+@pytest.mark.parametrize("where", ["new path", "known path"])
+def test_a_file_swapped_for_a_link_before_its_hash_never_brings_the_links_target_into_the_volume(
+        volume, tmp_path, storage_root, monkeypatch, where):
+    """A process that outlived its job puts a link to a secret of the worker where the walk saw a file, before the
+    scan reads it: a file at a new path is hashed as it is copied into the store, one the base has is hashed alone.
+    Neither read follows the link, so the push fails and the secret is stored nowhere."""
+    secret = tmp_path / "worker-secret"
+    secret.write_bytes(b"the worker's database password")
+    if where == "known path":
+        commit(volume, tmp_path / "a", lambda tree: (tree / "data.bin").write_bytes(b"the first version"))
+    real = sync._hash_all
+
+    def swapped_first(tree, to_hash, threads, stage=None):
+        target = os.path.join(tree, "data.bin")
+        os.unlink(target)
+        os.symlink(secret, target)
+        return real(tree, to_hash, threads, stage)
+
+    _, lease, cached, base, _ = checkout(volume, tmp_path / "a")
+    (cached.tree / "data.bin").write_bytes(b"what the job wrote")
+    monkeypatch.setattr(sync, "_hash_all", swapped_first)
+    try:
+        with pytest.raises(OSError):
+            sync.push(DirectRemote(), lease, cached, base)
+    finally:
+        leases.release(lease)
+    stored = [p.read_bytes() for p in storage_root.rglob("*") if p.is_file()]
+    assert not any(b"password" in data for data in stored)
+    assert Volume.objects.get(pk=volume.pk).generation == (1 if where == "known path" else 0)
+
+
 def test_a_push_strips_setuid_setgid_and_sticky_bits_in_the_tree_it_commits(volume, tmp_path):
     """The commit never holds them; the tree must not keep them either, or it would not be the committed generation
     (a job's next pull trusts the cache as clean) and a setuid file would stay in the worker's cache."""

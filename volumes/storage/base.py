@@ -44,8 +44,10 @@ _BAD_SEGMENTS = frozenset(("", ".", ".."))
 
 
 def sha256_of_file(local_path: str | Path) -> str:
+    """The SHA-256 of the file at `local_path`, never of what a link there points to: a scan hashes a file it saw,
+    and a link put in its place (a job's leftover process) must not bring its target into a volume (ELOOP)."""
     digest = hashlib.sha256()
-    fd = os.open(local_path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(local_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         left = os.fstat(fd).st_size
         while chunk := os.read(fd, min(CHUNK_SIZE, max(left, 0) + 1)):  # no 1 MiB buffer per small file

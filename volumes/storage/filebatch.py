@@ -55,7 +55,7 @@ class FileBatch:
             return sha256_of_file(source), None
         digest, copied = hashlib.sha256(), True
         try:
-            src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+            src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # never a link put in its place
             try:
                 left = hashed_as[2]
                 while chunk := os.read(src, min(CHUNK_SIZE, max(left, 0) + 1)):  # no 1 MiB buffer per small file
