@@ -775,7 +775,7 @@ def push_prepare(
                     cached.mark_clean(lease.manifest_key)
             metrics.observe_sync("push", stats, time.monotonic() - started)
             return None, stats
-        # The commit checks the limits again; refused here, nothing is uploaded.
+        # The commit checks the limits again; refused here, nothing is stored (what the scan staged is removed).
         commits.check_size(lease.volume_name, base.size_bytes, current.size_bytes, max_volume_size)
         remote.check_room(lease, current, counts)
 
