@@ -199,6 +199,32 @@ def test_a_file_changed_between_hashing_and_upload_fails_the_push_and_is_never_s
 
 
 @pytest.mark.parametrize("where", ["new path", "known path"])
+def test_a_file_written_between_the_walk_and_its_hash_is_committed_as_it_was_read(volume, tmp_path, monkeypatch,
+                                                                                 where):
+    """A process that outlived its job appends to a file after the walk's lstat, before the scan reads it: the
+    entry must describe the bytes that were hashed (their size), not the stat from before the write."""
+    if where == "known path":
+        commit(volume, tmp_path / "a", lambda tree: (tree / "data.bin").write_bytes(b"the first version"))
+    real = sync._hash_all
+
+    def appended_first(tree, to_hash, threads, stage=None):
+        with open(os.path.join(tree, "data.bin"), "ab") as fh:
+            fh.write(b" and what came after the walk")
+        return real(tree, to_hash, threads, stage)
+
+    monkeypatch.setattr(sync, "_hash_all", appended_first)
+    stats = commit(volume, tmp_path / "a", lambda tree: (tree / "data.bin").write_bytes(b"what the job wrote"))
+    assert stats.committed_generation == (2 if where == "known path" else 1)
+    monkeypatch.undo()
+    _, lease, reader, base, _ = checkout(volume, tmp_path / "reader")
+    leases.release(lease)
+    content = b"what the job wrote and what came after the walk"
+    assert (reader.tree / "data.bin").read_bytes() == content
+    entry = base.entries["data.bin"]
+    assert (entry.size, entry.hash) == (len(content), sync.hash_file(reader.tree / "data.bin"))
+
+
+@pytest.mark.parametrize("where", ["new path", "known path"])
 def test_a_file_swapped_for_a_link_before_its_hash_never_brings_the_links_target_into_the_volume(
         volume, tmp_path, storage_root, monkeypatch, where):
     """A process that outlived its job puts a link to a secret of the worker where the walk saw a file, before the

@@ -30,6 +30,7 @@ from .cache import CachedVolume, no_cyclic_gc, remove_tree
 from .commits import ChangeCounts
 from .faults import crash_point
 from .leases import Lease
+from ..storage.base import sha256_and_stat as hash_and_stat
 from ..storage.base import sha256_of_file as hash_file
 from ..storage.localfiles import copy_if_unchanged, stat_key
 from ..storage.keys import MAX_NAME_BYTES, MAX_PATH_BYTES
@@ -120,17 +121,20 @@ _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 BIG_FILE = 1024 * 1024  # hashed on a thread of its own
 
 
-def _hash_here(tree: str, to_hash: list[tuple], threads: int, stage: Callable | None = None) -> list:
-    """The files' hashes, in order; with `stage` (a push to a local store, see _Walk.hash_files), (hash, staged
-    temp file or None) pairs. Big files go to threads (hashlib lets go of the GIL while it hashes a big
-    buffer) and are never staged; small ones are hashed here, as their time is Python and syscalls under the GIL,
-    for which threads only queue (10,000 files of 20 KB: 0.45 s on this thread, 0.7 s on four)."""
-    def small(item: tuple):
-        return hash_file(f"{tree}/{item[0]}") if stage is None else stage(f"{tree}/{item[0]}", item)
+def _hash_here(tree: str, to_hash: list[tuple], threads: int, stage: Callable | None = None) -> list[tuple]:
+    """(hash, the stat key and mode once read, temp file staged by `stage` or None) of each file, in order. `stage`:
+    a push to a local store (see _Walk.hash_files). Big files go to threads (hashlib lets go of the GIL while it
+    hashes a big buffer) and are never staged; small ones are hashed here, as their time is Python and syscalls
+    under the GIL, for which threads only queue (10,000 files of 20 KB: 0.45 s on this thread, 0.7 s on four)."""
+    def small(item: tuple) -> tuple:
+        if stage is None:
+            return big(item)
+        digest, read, tmp = stage(f"{tree}/{item[0]}", item)
+        return digest, (*stat_key(read), read.st_mode), tmp
 
-    def big(item: tuple):
-        digest = hash_file(f"{tree}/{item[0]}")
-        return digest if stage is None else (digest, None)
+    def big(item: tuple) -> tuple:
+        digest, read = hash_and_stat(f"{tree}/{item[0]}")
+        return digest, (*stat_key(read), read.st_mode), None
 
     large = {i for i, item in enumerate(to_hash) if item[1].st_size >= BIG_FILE}
     workers = max(1, min(threads, 4, len(large)))
@@ -139,17 +143,17 @@ def _hash_here(tree: str, to_hash: list[tuple], threads: int, stage: Callable | 
     with ThreadPoolExecutor(workers) as pool:
         futures = {i: pool.submit(big, to_hash[i]) for i in sorted(large)}
         try:
-            digests = [None if i in large else small(item) for i, item in enumerate(to_hash)]
+            hashed = [None if i in large else small(item) for i, item in enumerate(to_hash)]
             for i, future in futures.items():
-                digests[i] = future.result()
+                hashed[i] = future.result()
         except BaseException:
             for future in futures.values():
                 future.cancel()
             raise
-    return digests
+    return hashed
 
 
-def _hash_all(tree: str, to_hash: list[tuple], threads: int, stage: Callable | None = None) -> list:
+def _hash_all(tree: str, to_hash: list[tuple], threads: int, stage: Callable | None = None) -> list[tuple]:
     """_hash_here; SHARE_AFTER files or more are shared with a forked process (forked.share)."""
     if len(to_hash) < SHARE_AFTER:
         return _hash_here(tree, to_hash, threads, stage)
@@ -288,28 +292,24 @@ class _Walk:
         if self.stager is not None:
             stager, known = self.stager, self.known
 
-            def stage(full: str, item: tuple) -> tuple[str, str | None]:
+            def stage(full: str, item: tuple) -> tuple[str, os.stat_result, str | None]:
                 # Only at a new path is the content most likely new: a touched or rewritten file would cost a copy
                 # of its bytes, then removed, where its blob is stored already.
                 if item[0] in known:
-                    return hash_file(full), None
+                    return (*hash_and_stat(full), None)
                 return stager.stage(full, stat_key(item[1]))
 
-        digests = _hash_all(root, self.to_hash, threads, stage)
-        if stage is not None:
-            for digest, tmp in digests:
-                if tmp is not None:
-                    self.stager.keep(digest, tmp)  # a forked process's copies too
-            digests = [digest for digest, _ in digests]
         racy = []
-        for (path, st, seen), digest in zip(self.to_hash, digests):
-            # Keyed by the stat taken before hashing: a file changed meanwhile gets a new key and is hashed again.
+        for (path, _, seen), (digest, read, tmp) in zip(self.to_hash, _hash_all(root, self.to_hash, threads, stage)):
+            if tmp is not None:
+                self.stager.keep(digest, tmp)  # a forked process's copies too
+            # The file as it was read, not as the walk saw it: a write since (a job's leftover process) moved its
+            # size and ctime. A change in the clock tick of the stat, or during the read, is hashed again (_settle).
+            key = read[:5]
             self.hashed_paths.add(path)
-            key = stat_key(st)
             self.records[path] = (*key, digest)
-            self.entries[path] = Entry(path, FILE, st.st_size, digest, stat.S_IMODE(st.st_mode) & self.kept,
-                                       st.st_mtime_ns)
-            if _racy(st.st_ctime_ns, seen):
+            self.entries[path] = Entry(path, FILE, key[2], digest, read[5] & self.kept, key[3])
+            if _racy(key[4], seen):
                 racy.append((path, key))
         _settle(root, racy, self.records, rehash=True)
         self.hashed += len(self.to_hash)

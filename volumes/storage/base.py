@@ -44,8 +44,13 @@ _BAD_SEGMENTS = frozenset(("", ".", ".."))
 
 
 def sha256_of_file(local_path: str | Path) -> str:
-    """The SHA-256 of the file at `local_path`, never of what a link there points to: a scan hashes a file it saw,
-    and a link put in its place (a job's leftover process) must not bring its target into a volume (ELOOP)."""
+    return sha256_and_stat(local_path)[0]
+
+
+def sha256_and_stat(local_path: str | Path) -> tuple[str, os.stat_result]:
+    """The SHA-256 of the file at `local_path` and its stat once read (a write since an earlier stat shows in it),
+    never of what a link there points to: a scan hashes a file it saw, and a link put in its place (a job's leftover
+    process) must not bring its target into a volume (ELOOP)."""
     digest = hashlib.sha256()
     fd = os.open(local_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
@@ -53,9 +58,9 @@ def sha256_of_file(local_path: str | Path) -> str:
         while chunk := os.read(fd, min(CHUNK_SIZE, max(left, 0) + 1)):  # no 1 MiB buffer per small file
             left -= len(chunk)
             digest.update(chunk)
+        return digest.hexdigest(), os.fstat(fd)
     finally:
         os.close(fd)
-    return digest.hexdigest()
 
 
 @contextmanager

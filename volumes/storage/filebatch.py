@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..exceptions import VolumesError
-from .base import CHUNK_SIZE, changed_while_uploading, sha256_of_file
+from .base import CHUNK_SIZE, changed_while_uploading, sha256_and_stat
 from .localfiles import TMP_SUFFIX, copy_if_unchanged, move_new, stat_key, syncfs
 
 if TYPE_CHECKING:
@@ -43,16 +43,16 @@ class FileBatch:
         self.stage_in = folder_key
         return self
 
-    def stage(self, source: str, hashed_as: tuple) -> tuple[str, str | None]:
+    def stage(self, source: str, hashed_as: tuple) -> tuple[str, os.stat_result, str | None]:
         """Hash `source` while copying it to a new temp file in the folder of `stage_in`, for a blob whose name is
-        its hash (keep, adopt): one read of the file instead of one to hash it and one to copy it. Returns (the hash,
-        the temp file), or (the hash of what was read, None) when `source` is no longer, after the copy, the file
-        `hashed_as` (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) describes (a write meanwhile, which its
-        upload then finds) or the store could not take the copy (its upload then retries or says why)."""
+        its hash (keep, adopt): one read of the file instead of one to hash it and one to copy it. Returns the hash,
+        the file's stat once read and the temp file; no temp file (None) when `source` is no longer, after the copy,
+        the file `hashed_as` (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) describes (a write meanwhile, which
+        its upload then finds) or the store could not take the copy (its upload then retries or says why)."""
         try:
             _, tmp, dst = self._temp(self.stage_in + "staged")
         except VolumesError:
-            return sha256_of_file(source), None
+            return (*sha256_and_stat(source), None)
         digest, copied = hashlib.sha256(), True
         try:
             src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # never a link put in its place
@@ -67,7 +67,8 @@ class FileBatch:
                             view = view[os.write(dst, view):]
                     except OSError:
                         copied = False
-                copied = copied and stat_key(os.fstat(src)) == tuple(hashed_as)
+                read = os.fstat(src)
+                copied = copied and stat_key(read) == tuple(hashed_as)
             finally:
                 os.close(src)
         except BaseException:
@@ -78,10 +79,10 @@ class FileBatch:
             if not copied:
                 os.unlink(tmp)
         if not copied:
-            return digest.hexdigest(), None
+            return digest.hexdigest(), read, None
         with self.lock:
             self.loose.add(tmp)
-        return digest.hexdigest(), tmp
+        return digest.hexdigest(), read, tmp
 
     def keep(self, digest: str, tmp: str) -> None:
         """Hold a staged temp file (staged in this process or a forked one) for the blob `digest`: one a hash."""
