@@ -198,7 +198,7 @@ class DirectRemote(Remote):
         return batch.stager(blob_key(prefix, "0" * 64)[:-64])
 
     def adopt_blob(self, lease: Lease, digest: str) -> bool:
-        store, prefix = self._store(lease)
+        _, prefix = self._store(lease)
         batch = self._batches.get(lease.volume_id)
         if batch is None or not batch.adopt(blob_key(prefix, digest), digest):
             return False

@@ -126,22 +126,22 @@ def _hash_here(tree: str, to_hash: list[tuple], threads: int, stage: Callable | 
     a push to a local store (see _Walk.hash_files). Big files go to threads (hashlib lets go of the GIL while it
     hashes a big buffer) and are never staged; small ones are hashed here, as their time is Python and syscalls
     under the GIL, for which threads only queue (10,000 files of 20 KB: 0.45 s on this thread, 0.7 s on four)."""
-    def small(item: tuple) -> tuple:
-        if stage is None:
-            return big(item)
-        digest, read, tmp = stage(f"{tree}/{item[0]}", item)
-        return digest, (*stat_key(read), read.st_mode), tmp
-
-    def big(item: tuple) -> tuple:
+    def hashed(item: tuple) -> tuple:
         digest, read = hash_and_stat(f"{tree}/{item[0]}")
         return digest, (*stat_key(read), read.st_mode), None
+
+    def small(item: tuple) -> tuple:
+        if stage is None:
+            return hashed(item)
+        digest, read, tmp = stage(f"{tree}/{item[0]}", item)
+        return digest, (*stat_key(read), read.st_mode), tmp
 
     large = {i for i, item in enumerate(to_hash) if item[1].st_size >= BIG_FILE}
     workers = max(1, min(threads, 4, len(large)))
     if workers == 1:
-        return [big(item) if i in large else small(item) for i, item in enumerate(to_hash)]
+        return [hashed(item) if i in large else small(item) for i, item in enumerate(to_hash)]
     with ThreadPoolExecutor(workers) as pool:
-        futures = {i: pool.submit(big, to_hash[i]) for i in sorted(large)}
+        futures = {i: pool.submit(hashed, to_hash[i]) for i in sorted(large)}
         try:
             hashed = [None if i in large else small(item) for i, item in enumerate(to_hash)]
             for i, future in futures.items():
